@@ -1,0 +1,42 @@
+"""Installs the `maskconver` package from projects/maskconver/."""
+
+import setuptools
+
+# TensorFlow, Model Garden and tf-keras move together: Model Garden 2.20 is
+# built on tf_keras 2.20, and a floating tf-keras breaks checkpoints and export.
+_TF_STACK = [
+    'tensorflow~=2.20.0',
+    'tf-models-official~=2.20.0',
+    'tf-keras~=2.20.0',
+]
+
+setuptools.setup(
+    name='maskconver',
+    version='0.1.0',
+    description='MaskConver panoptic segmentation on TensorFlow Model Garden.',
+    long_description=open('README.md', encoding='utf-8').read(),
+    long_description_content_type='text/markdown',
+    license='Apache-2.0',
+    python_requires='>=3.10,<3.13',
+    package_dir={'maskconver': 'projects/maskconver'},
+    packages=['maskconver'] + [
+        'maskconver.' + p
+        for p in setuptools.find_packages(where='projects/maskconver')
+    ],
+    install_requires=_TF_STACK + [
+        'numpy>=1.26,<3',
+        'pillow>=10',
+        'pycocotools>=2.0.7',
+        'tqdm>=4.66',
+        'pyyaml>=6',
+    ],
+    extras_require={
+        'test': ['pytest>=8', 'pytest-timeout>=2.3'],
+    },
+    entry_points={
+        'console_scripts': [
+            'maskconver-train=maskconver.train:run',
+            'maskconver-model-stats=maskconver.tools.model_stats:run',
+        ],
+    },
+)
