@@ -54,6 +54,9 @@ SEGMENT_MAP = 'segment_map'        # int32 [height, width], COCO segment ids
 SEGMENT_ID_LIST = 'segment_ids'    # int32 [num_segments]
 SEGMENT_CLASS_LIST = 'segment_classes'  # int32 [num_segments]
 SEGMENT_CROWD_LIST = 'segment_is_crowd'  # bool [num_segments]
+# Optional: another decoded example (a dict with the keys above) to paste
+# segments from; attached by dataloaders.copy_paste.pair_examples.
+COPY_PASTE_SOURCE = 'copy_paste_source'
 
 # --- Parser output: features. -----------------------------------------------
 # The parser returns `(image, labels)`; `image` is float32
