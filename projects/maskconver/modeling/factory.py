@@ -1,0 +1,157 @@
+"""Builds MaskConver models from configs; the only module reading them."""
+
+from typing import Mapping, Optional
+
+import tensorflow as tf
+import tf_keras
+
+from official.vision.modeling.backbones import factory as backbone_factory
+from official.vision.modeling.decoders import factory as decoder_factory
+
+from maskconver.configs import maskconver as maskconver_cfg
+from maskconver.modeling import maskconver_model
+from maskconver.modeling.decoders import convnext_unet
+from maskconver.modeling.decoders import deeplabv3plus
+from maskconver.modeling.heads import center_embedding_head
+from maskconver.modeling.heads import center_heatmap_head
+from maskconver.modeling.heads import mask_feature_head
+from maskconver.modeling.layers import center_selector
+from maskconver.modeling.layers import mask_embedding_generator
+
+
+def build_decoder(
+    input_specs: Mapping[str, tf.TensorShape],
+    model_config: maskconver_cfg.MaskConverModel,
+    l2_regularizer: Optional[tf_keras.regularizers.Regularizer] = None,
+) -> Optional[tf_keras.Model]:
+  """Builds the pixel decoder named by `model_config.decoder.type`.
+
+  Args:
+    input_specs: {str(level): TensorShape} of the backbone endpoints.
+    model_config: the model config.
+    l2_regularizer: regularizer for decoders that take one.
+
+  Returns:
+    The decoder, or None for the identity decoder.
+  """
+  decoder_type = model_config.decoder.type
+  decoder_cfg = model_config.decoder.get()
+  norm_activation = model_config.norm_activation
+  if decoder_type == 'convnext_unet':
+    return convnext_unet.ConvNeXtUNet(
+        input_specs=input_specs,
+        min_level=decoder_cfg.min_level,
+        backbone_max_level=decoder_cfg.backbone_max_level,
+        max_level=model_config.max_level,
+        num_blocks=decoder_cfg.num_blocks,
+        num_filters=decoder_cfg.num_filters,
+        kernel_size=decoder_cfg.kernel_size,
+        se_ratio=decoder_cfg.se_ratio if decoder_cfg.use_se else 0.0,
+        layer_scale_init_value=decoder_cfg.layer_scale_init_value,
+        drop_path_rate=decoder_cfg.drop_path_rate)
+  if decoder_type == 'deeplabv3plus':
+    return deeplabv3plus.DeepLabV3Plus(
+        input_specs=input_specs,
+        aspp_level=decoder_cfg.aspp_level,
+        dilation_rates=decoder_cfg.dilation_rates,
+        aspp_num_filters=decoder_cfg.aspp_num_filters,
+        aspp_use_depthwise_convolution=(
+            decoder_cfg.aspp_use_depthwise_convolution),
+        pool_kernel_size=decoder_cfg.pool_kernel_size,
+        low_level=decoder_cfg.low_level,
+        low_level_num_filters=decoder_cfg.low_level_num_filters,
+        num_filters=decoder_cfg.num_filters,
+        use_depthwise_convolution=decoder_cfg.use_depthwise_convolution,
+        activation=norm_activation.activation,
+        use_sync_bn=norm_activation.use_sync_bn,
+        norm_momentum=norm_activation.norm_momentum,
+        norm_epsilon=norm_activation.norm_epsilon,
+        kernel_regularizer=l2_regularizer)
+  # Model Garden's own decoders (fpn, aspp, nasfpn, identity).
+  return decoder_factory.build_decoder(
+      input_specs=input_specs, model_config=model_config,
+      l2_regularizer=l2_regularizer)
+
+
+def build_maskconver_model(
+    input_specs: tf_keras.layers.InputSpec,
+    model_config: maskconver_cfg.MaskConverModel,
+    l2_regularizer: Optional[tf_keras.regularizers.Regularizer] = None,
+) -> maskconver_model.MaskConverModel:
+  """Builds a MaskConver model.
+
+  Args:
+    input_specs: input spec, [batch, height, width, 3].
+    model_config: the model config.
+    l2_regularizer: L2 regularizer of the backbone (and DeepLabv3+ decoder).
+
+  Returns:
+    The model, built (its variables exist).
+  """
+  if not 0 < model_config.num_thing_classes <= model_config.num_classes:
+    raise ValueError(
+        f'num_thing_classes ({model_config.num_thing_classes}) must lie in '
+        f'(0, num_classes = {model_config.num_classes}]')
+  backbone = backbone_factory.build_backbone(
+      input_specs=input_specs,
+      backbone_config=model_config.backbone,
+      norm_activation_config=model_config.norm_activation,
+      l2_regularizer=l2_regularizer)
+  decoder = build_decoder(backbone.output_specs, model_config, l2_regularizer)
+  feature_specs = decoder.output_specs if decoder else backbone.output_specs
+  head_levels = [str(l) for l in range(model_config.min_level,
+                                       model_config.max_level + 1)]
+  needed = set(head_levels) | {str(l) for l in model_config.mask_feature_levels}
+  missing = sorted(needed - set(feature_specs))
+  if missing:
+    raise ValueError(
+        f'decoder {model_config.decoder.type!r} outputs levels '
+        f'{sorted(feature_specs)}, but the heads need {missing} '
+        '(check min_level, max_level and mask_feature_levels)')
+  channels = {feature_specs[l][-1] for l in head_levels}
+  if len(channels) != 1:
+    raise ValueError(f'shared heads need equal channels on levels '
+                     f'{head_levels}, got {sorted(channels)}')
+
+  head = model_config.center_head
+  head_kwargs = dict(
+      min_level=model_config.min_level, max_level=model_config.max_level,
+      num_blocks=head.num_blocks, num_filters=head.num_filters,
+      block_type=head.block_type, kernel_size=head.kernel_size)
+  mask_head = model_config.mask_head
+  model = maskconver_model.MaskConverModel(
+      backbone=backbone,
+      decoder=decoder,
+      heatmap_head=center_heatmap_head.CenterHeatmapHead(
+          num_classes=model_config.num_classes, name='center_heatmap_head',
+          **head_kwargs),
+      embedding_head=center_embedding_head.CenterEmbeddingHead(
+          embedding_size=model_config.embedding_size,
+          name='center_embedding_head', **head_kwargs),
+      mask_head=mask_feature_head.MaskFeatureHead(
+          levels=model_config.mask_feature_levels,
+          embedding_size=model_config.embedding_size,
+          num_blocks=mask_head.num_blocks,
+          num_filters=mask_head.num_filters,
+          block_type=mask_head.block_type,
+          kernel_size=mask_head.kernel_size,
+          name='mask_feature_head'),
+      generator=mask_embedding_generator.MaskEmbeddingGenerator(
+          num_classes=model_config.num_classes,
+          embedding_size=model_config.embedding_size,
+          min_level=model_config.min_level,
+          max_level=model_config.max_level,
+          use_class_embedding=model_config.use_class_embedding,
+          mlp_hidden_size=model_config.mlp_hidden_size,
+          name='mask_embedding_generator'),
+      selector=center_selector.CenterSelector(
+          num_instances=model_config.num_instances,
+          min_level=model_config.min_level,
+          max_level=model_config.max_level,
+          activation=model_config.score_activation,
+          nms_kernel_size=model_config.nms_kernel_size,
+          name='center_selector'),
+      name='maskconver')
+  height, width = input_specs.shape[1:3]
+  model(tf.zeros([1, height or 256, width or 256, 3]), training=False)
+  return model

@@ -1,0 +1,136 @@
+"""Parameters and FLOPs of a registered MaskConver experiment.
+
+FLOPs convention (the one of the paper's Table 1, of detectron2's fvcore and of
+most detection papers): one multiply-add counts as ONE FLOP. TensorFlow's
+profiler counts two (a multiply and an add), so its total is halved. The count
+covers the whole network at batch 1, from the normalized image to the K mask
+logits of the top-K centers (backbone, decoder, heads, center selection, mask
+embeddings, mask einsum); it leaves out the panoptic merge, which is not a
+network layer and depends on the number of kept masks. Parameters are all
+weights, trainable or not (batch-norm statistics included), as Keras counts.
+
+  python -m maskconver.tools.model_stats --experiment=maskconver_r50_coco \\
+      --input_size=800x1200
+
+prints a table and, on its last line, one JSON object:
+{"experiment", "input_size", "params", "flops"}.
+"""
+
+import json
+import sys
+from typing import Dict, List, Optional, Sequence
+
+from absl import app
+from absl import flags
+from absl import logging
+import tensorflow as tf
+import tf_keras
+from tensorflow.python.framework import convert_to_constants
+
+from official.core import exp_factory
+from official.modeling import hyperparams
+
+from maskconver import registry_imports  # pylint: disable=unused-import
+from maskconver.modeling import factory
+
+_EXPERIMENT = flags.DEFINE_string(
+    'experiment', None, 'Registered experiment name, e.g. maskconver_r50_coco.')
+_CONFIG_FILE = flags.DEFINE_multi_string(
+    'config_file', None, 'YAML files overriding the experiment.')
+_PARAMS_OVERRIDE = flags.DEFINE_string(
+    'params_override', None, 'Overrides as a YAML string or key=value list.')
+_INPUT_SIZE = flags.DEFINE_string(
+    'input_size', None,
+    'HxW network input; default: the experiment\'s model.input_size.')
+
+
+def parse_size(text: str) -> List[int]:
+  """Parses 'HxW' into [H, W], with an error naming the flag."""
+  try:
+    height, width = (int(v) for v in text.lower().split('x'))
+  except ValueError as e:
+    raise ValueError(
+        f'--input_size must look like 640x640 (HxW), got {text!r}') from e
+  if height <= 0 or width <= 0:
+    raise ValueError(f'--input_size must be positive, got {text!r}')
+  return [height, width]
+
+
+def count_flops(model: tf_keras.Model, height: int, width: int) -> int:
+  """Multiply-adds of one inference forward pass at batch 1 (see module doc)."""
+  function = tf.function(lambda images: model(images, training=False))
+  concrete = function.get_concrete_function(
+      tf.TensorSpec([1, height, width, 3], tf.float32))
+  frozen = convert_to_constants.convert_variables_to_constants_v2(concrete)
+  options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
+  options['output'] = 'none'
+  profile = tf.compat.v1.profiler.profile(
+      graph=frozen.graph, run_meta=tf.compat.v1.RunMetadata(), cmd='op',
+      options=options)
+  return profile.total_float_ops // 2
+
+
+def model_stats(model_config: hyperparams.Config,
+                input_size: Sequence[int]) -> Dict[str, object]:
+  """Builds the model and returns its parameter and FLOP counts."""
+  height, width = input_size
+  model = factory.build_maskconver_model(
+      tf_keras.layers.InputSpec(shape=[None, height, width, 3]), model_config)
+  parts = {
+      name: getattr(model, name).count_params()
+      for name in ('backbone', 'decoder', 'heatmap_head', 'embedding_head',
+                   'mask_head', 'generator') if getattr(model, name)
+  }
+  return {
+      'params': model.count_params(),
+      'flops': count_flops(model, height, width),
+      'params_by_part': parts,
+  }
+
+
+def main(argv: Sequence[str]) -> Optional[int]:
+  del argv
+  logging.set_verbosity(logging.ERROR)
+  if not _EXPERIMENT.value:
+    raise app.UsageError('--experiment is required')
+  try:
+    params = exp_factory.get_exp_config(_EXPERIMENT.value)
+  except KeyError as e:
+    raise app.UsageError(f'--experiment: unknown experiment '
+                         f'{_EXPERIMENT.value!r}') from e
+  for config_file in _CONFIG_FILE.value or []:
+    params = hyperparams.override_params_dict(params, config_file,
+                                              is_strict=True)
+  if _PARAMS_OVERRIDE.value:
+    params = hyperparams.override_params_dict(params, _PARAMS_OVERRIDE.value,
+                                              is_strict=True)
+  model_config = params.task.model
+  try:
+    input_size = (parse_size(_INPUT_SIZE.value) if _INPUT_SIZE.value else
+                  list(model_config.input_size[:2]))
+  except ValueError as e:
+    raise app.UsageError(str(e)) from e
+  stats = model_stats(model_config, input_size)
+  print(f'experiment   {_EXPERIMENT.value}')
+  print(f'input size   {input_size[0]}x{input_size[1]}')
+  for name, count in stats['params_by_part'].items():
+    print(f'  {name:<16} {count / 1e6:8.2f} M params')
+  print(f'params       {stats["params"] / 1e6:.2f} M')
+  print(f'FLOPs        {stats["flops"] / 1e9:.2f} B (multiply-adds)')
+  sys.stdout.flush()
+  print(json.dumps({
+      'experiment': _EXPERIMENT.value,
+      'input_size': input_size,
+      'params': stats['params'],
+      'flops': stats['flops'],
+  }))
+  return 0
+
+
+def run():
+  """Console entry point."""
+  app.run(main)
+
+
+if __name__ == '__main__':
+  run()
