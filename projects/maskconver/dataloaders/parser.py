@@ -1,0 +1,301 @@
+"""MaskConver parser: augmentation, training targets and eval ground truth.
+
+Training: optional panoptic copy-paste (`copy_paste.py`), random horizontal
+flip, normalization, random scale jitter with random crop and pad to
+`output_size` (Model Garden's `resize_and_crop_image`; the segment map follows
+with nearest-neighbour resizing, padding is void), then the targets of
+`targets.build_targets`.
+
+Evaluation: resize keeping the aspect ratio to fit `output_size` and pad, the
+same targets (for validation losses), plus `labels[keys.GROUNDTRUTHS]` with
+the original-resolution segment map padded to `eval_groundtruth_padded_size`
+and the segment lists padded to `max_segments`.
+
+Label size: with the defaults at 640x640, K = 100, levels 3..7 and 133 classes
+the training labels take 7.1 MB per example (`targets.label_bytes`): 4.5 MB of
+float32 heatmaps, 2.6 MB of uint8 masks, the rest < 0.2 MB. The mobile recipe
+(level 3 only) takes 6.0 MB. Upstream's [640, 640, 100] float32 masks alone
+take 164 MB.
+"""
+
+from typing import Any, Dict, Optional, Sequence, Tuple
+
+import tensorflow as tf
+
+from official.vision.dataloaders import parser
+from official.vision.ops import preprocess_ops
+
+from maskconver import keys
+from maskconver.dataloaders import copy_paste
+from maskconver.dataloaders import targets
+
+
+def transform_segment_map(segment_map: tf.Tensor, image_info: tf.Tensor,
+                          output_size: Sequence[int]) -> tf.Tensor:
+  """Applies `resize_and_crop_image`'s resize, crop and pad to a segment map.
+
+  Args:
+    segment_map: int32 [height, width], COCO segment ids.
+    image_info: float32 [4, 2], as returned by `resize_and_crop_image`.
+    output_size: [height, width] of the output.
+
+  Returns:
+    int32 [output_height, output_width]; padding is void (0).
+  """
+  scaled_size = tf.cast(tf.round(image_info[0] * image_info[2]), tf.int32)
+  offset = tf.cast(image_info[3], tf.int32)
+  resized = tf.image.resize(
+      tf.cast(segment_map, tf.int32)[..., tf.newaxis], scaled_size,
+      method=tf.image.ResizeMethod.NEAREST_NEIGHBOR)
+  cropped = resized[offset[0]:offset[0] + output_size[0],
+                    offset[1]:offset[1] + output_size[1]]
+  padded = tf.image.pad_to_bounding_box(cropped, 0, 0, output_size[0],
+                                        output_size[1])
+  return padded[..., 0]
+
+
+class Parser(parser.Parser):
+  """Parses decoded panoptic examples into MaskConver inputs and labels."""
+
+  def __init__(self,
+               output_size: Sequence[int],
+               min_level: int,
+               max_level: int,
+               num_classes: int,
+               num_thing_classes: int,
+               max_instances: int = 100,
+               mask_stride: int = 4,
+               aug_rand_hflip: bool = True,
+               aug_scale_min: float = 1.0,
+               aug_scale_max: float = 1.0,
+               center_type: str = 'mask',
+               gaussian_min_overlap: float = 0.7,
+               gaussian_min_radius: int = 0,
+               heatmap_ignore_fraction: float = 0.5,
+               level_size_measure: str = 'sqrt_area',
+               level_base_size: float = 64.0,
+               level_reference_size: float = 1024.0,
+               copy_paste_prob: float = 0.0,
+               copy_paste_scale_min: float = 0.1,
+               copy_paste_scale_max: float = 2.0,
+               copy_paste_segment_prob: float = 0.5,
+               copy_paste_stuff: bool = False,
+               max_segments: int = 256,
+               eval_groundtruth_padded_size: Optional[Sequence[int]] = None,
+               dtype: str = 'float32'):
+    """Initializes the parser.
+
+    Args:
+      output_size: [height, width] of the network input; multiples of
+        `2**max_level` and of `mask_stride`.
+      min_level: finest head level (3 in both paper recipes).
+      max_level: coarsest head level (7 for ResNet, 3 for mobile).
+      num_classes: number of training classes.
+      num_thing_classes: classes `0 .. num_thing_classes - 1` are things.
+      max_instances: number of target slots K.
+      mask_stride: stride of the mask targets (the mask features' stride).
+      aug_rand_hflip: whether to flip training images left-right at random.
+      aug_scale_min: smallest random scale (paper: 0.05).
+      aug_scale_max: largest random scale (paper: 2.9).
+      center_type: 'mask' (centroid of the mask) or 'box' (box center).
+      gaussian_min_overlap: IoU of CenterNet's Gaussian radius rule.
+      gaussian_min_radius: smallest Gaussian radius in cells.
+      heatmap_ignore_fraction: heatmap cells with a larger fraction of void or
+        crowd pixels get weight 0.
+      level_size_measure: 'sqrt_area' or 'box_side', see
+        `targets.build_targets`.
+      level_base_size: size boundary between the two finest levels at
+        `level_reference_size`, see `targets.level_boundaries`.
+      level_reference_size: longer image side `level_base_size` refers to.
+      copy_paste_prob: probability of panoptic copy-paste per training example
+        (0 = off); needs `copy_paste.pair_examples` upstream.
+      copy_paste_scale_min: smallest scale of the pasted source.
+      copy_paste_scale_max: largest scale of the pasted source.
+      copy_paste_segment_prob: probability to paste each source segment.
+      copy_paste_stuff: whether stuff segments are pasted too.
+      max_segments: length of the padded eval ground-truth segment lists.
+      eval_groundtruth_padded_size: [height, width] to which the original eval
+        segment map is padded; defaults to `output_size`. Must hold the
+        largest original image.
+      dtype: dtype of the output image ('float32', 'bfloat16', 'float16').
+    """
+    self._output_size = [int(s) for s in output_size]
+    if len(self._output_size) != 2:
+      raise ValueError(f'output_size must be [height, width], got '
+                       f'{output_size}')
+    if not 0 < min_level <= max_level:
+      raise ValueError(f'need 0 < min_level <= max_level, got {min_level}, '
+                       f'{max_level}')
+    if not 0 <= num_thing_classes <= num_classes:
+      raise ValueError(f'need 0 <= num_thing_classes <= num_classes, got '
+                       f'{num_thing_classes}, {num_classes}')
+    if not 0.0 < aug_scale_min <= aug_scale_max:
+      raise ValueError(f'need 0 < aug_scale_min <= aug_scale_max, got '
+                       f'{aug_scale_min}, {aug_scale_max}')
+    if center_type not in targets.CENTER_TYPES:
+      raise ValueError(f'center_type must be one of {targets.CENTER_TYPES}, '
+                       f'got {center_type!r}')
+    if level_size_measure not in targets.LEVEL_SIZE_MEASURES:
+      raise ValueError(f'level_size_measure must be one of '
+                       f'{targets.LEVEL_SIZE_MEASURES}, got '
+                       f'{level_size_measure!r}')
+    if not 0.0 <= copy_paste_prob <= 1.0:
+      raise ValueError(f'copy_paste_prob must lie in [0, 1], got '
+                       f'{copy_paste_prob}')
+    targets.validate_level_grid(self._output_size, max_level, mask_stride)
+    self._min_level = min_level
+    self._max_level = max_level
+    self._num_classes = num_classes
+    self._num_thing_classes = num_thing_classes
+    self._max_instances = max_instances
+    self._mask_stride = mask_stride
+    self._aug_rand_hflip = aug_rand_hflip
+    self._aug_scale_min = aug_scale_min
+    self._aug_scale_max = aug_scale_max
+    self._target_options = dict(
+        num_classes=num_classes,
+        num_thing_classes=num_thing_classes,
+        max_instances=max_instances,
+        min_level=min_level,
+        max_level=max_level,
+        mask_stride=mask_stride,
+        center_type=center_type,
+        gaussian_min_overlap=gaussian_min_overlap,
+        gaussian_min_radius=gaussian_min_radius,
+        level_size_measure=level_size_measure,
+        level_size_boundaries=targets.level_boundaries(
+            max_level - min_level + 1, level_base_size, level_reference_size,
+            self._output_size),
+        heatmap_ignore_fraction=heatmap_ignore_fraction)
+    self._copy_paste_prob = copy_paste_prob
+    self._copy_paste_options = dict(
+        num_thing_classes=num_thing_classes,
+        prob=copy_paste_prob,
+        scale_min=copy_paste_scale_min,
+        scale_max=copy_paste_scale_max,
+        segment_prob=copy_paste_segment_prob,
+        paste_stuff=copy_paste_stuff)
+    self._max_segments = max_segments
+    self._gt_padded_size = [
+        int(s) for s in (eval_groundtruth_padded_size or self._output_size)]
+    self._dtype = tf.dtypes.as_dtype(dtype)
+
+  def _build_labels(self, segment_map: tf.Tensor,
+                    decoded: Dict[str, Any]) -> Dict[str, Any]:
+    segment_map = tf.ensure_shape(segment_map, self._output_size)
+    return targets.build_targets(
+        segment_map, decoded[keys.SEGMENT_ID_LIST],
+        decoded[keys.SEGMENT_CLASS_LIST], decoded[keys.SEGMENT_CROWD_LIST],
+        **self._target_options)
+
+  def _resize(self, image: tf.Tensor, segment_map: tf.Tensor,
+              scale_min: float,
+              scale_max: float) -> Tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """Normalizes, resizes, crops and pads the image and segment map."""
+    image = preprocess_ops.normalize_image(image)
+    image, image_info = preprocess_ops.resize_and_crop_image(
+        image, self._output_size, self._output_size,
+        aug_scale_min=scale_min, aug_scale_max=scale_max)
+    segment_map = transform_segment_map(segment_map, image_info,
+                                        self._output_size)
+    image = tf.ensure_shape(image, self._output_size + [3])
+    return tf.cast(image, self._dtype), segment_map, image_info
+
+  def _parse_train_data(
+      self, decoded_tensors: Dict[str, Any]
+  ) -> Tuple[tf.Tensor, Dict[str, Any]]:
+    """Augments a decoded example and builds its training targets.
+
+    Args:
+      decoded_tensors: decoder output dict (see `keys.py`), optionally with
+        `keys.COPY_PASTE_SOURCE`.
+
+    Returns:
+      image: `dtype` [output_height, output_width, 3].
+      labels: dict with the training label keys of `keys.py`.
+    """
+    decoded = dict(decoded_tensors)
+    if self._copy_paste_prob > 0.0:
+      if keys.COPY_PASTE_SOURCE not in decoded:
+        raise ValueError(
+            f'copy_paste_prob={self._copy_paste_prob} needs decoded examples '
+            f'with {keys.COPY_PASTE_SOURCE!r}; apply '
+            'maskconver.dataloaders.copy_paste.pair_examples to the decoded '
+            'dataset first')
+      decoded = copy_paste.random_copy_paste(
+          decoded, decoded[keys.COPY_PASTE_SOURCE], **self._copy_paste_options)
+    image = decoded[keys.IMAGE]
+    segment_map = tf.cast(decoded[keys.SEGMENT_MAP], tf.int32)
+    if self._aug_rand_hflip:
+      flip = tf.random.uniform([]) < 0.5
+      image, segment_map = tf.cond(
+          flip, lambda: (image[:, ::-1], segment_map[:, ::-1]),
+          lambda: (image, segment_map))
+    image, segment_map, _ = self._resize(image, segment_map,
+                                         self._aug_scale_min,
+                                         self._aug_scale_max)
+    return image, self._build_labels(segment_map, decoded)
+
+  def _parse_eval_data(
+      self, decoded_tensors: Dict[str, Any]
+  ) -> Tuple[tf.Tensor, Dict[str, Any]]:
+    """Resizes a decoded example and builds targets and ground truth.
+
+    Args:
+      decoded_tensors: decoder output dict (see `keys.py`).
+
+    Returns:
+      image: `dtype` [output_height, output_width, 3].
+      labels: the training labels plus `keys.GROUNDTRUTHS`.
+    """
+    decoded = decoded_tensors
+    original_map = tf.cast(decoded[keys.SEGMENT_MAP], tf.int32)
+    image, segment_map, image_info = self._resize(decoded[keys.IMAGE],
+                                                  original_map, 1.0, 1.0)
+    labels = self._build_labels(segment_map, decoded)
+    labels[keys.GROUNDTRUTHS] = self._groundtruths(decoded, original_map,
+                                                   image_info)
+    return image, labels
+
+  def _groundtruths(self, decoded: Dict[str, Any], original_map: tf.Tensor,
+                    image_info: tf.Tensor) -> Dict[str, tf.Tensor]:
+    """Pads the original segment map and lists to static shapes."""
+    source_id = decoded[keys.SOURCE_ID]
+    map_size = tf.shape(original_map)
+    padded_h, padded_w = self._gt_padded_size
+    num_segments = tf.shape(decoded[keys.SEGMENT_ID_LIST])[0]
+    checks = [
+        tf.debugging.Assert(
+            tf.reduce_all(map_size <= [padded_h, padded_w]),
+            ['eval_groundtruth_padded_size', [padded_h, padded_w],
+             'is smaller than the segment map of source_id', source_id,
+             map_size]),
+        tf.debugging.Assert(
+            num_segments <= self._max_segments,
+            ['max_segments', self._max_segments, 'is smaller than the',
+             num_segments, 'segments of source_id', source_id]),
+    ]
+    with tf.control_dependencies(checks):
+      padded_map = tf.pad(
+          original_map,
+          [[0, padded_h - map_size[0]], [0, padded_w - map_size[1]]],
+          constant_values=keys.VOID_SEGMENT_ID)
+    padded_map = tf.ensure_shape(padded_map, [padded_h, padded_w])
+
+    def pad_list(values, dtype, fill):
+      values = tf.cast(values, dtype)
+      values = tf.pad(values, [[0, self._max_segments - num_segments]],
+                      constant_values=fill)
+      return tf.ensure_shape(values, [self._max_segments])
+
+    return {
+        keys.IMAGE_INFO: image_info,
+        keys.GT_SEGMENT_MAP: padded_map,
+        keys.GT_SEGMENT_IDS: pad_list(decoded[keys.SEGMENT_ID_LIST], tf.int32,
+                                      0),
+        keys.GT_SEGMENT_CLASSES: pad_list(decoded[keys.SEGMENT_CLASS_LIST],
+                                          tf.int32, keys.VOID_CLASS),
+        keys.GT_SEGMENT_IS_CROWD: pad_list(decoded[keys.SEGMENT_CROWD_LIST],
+                                           tf.bool, False),
+        keys.SOURCE_ID: source_id,
+    }

@@ -1,0 +1,403 @@
+"""Pure TF ops that turn a panoptic segment map into MaskConver targets.
+
+Conventions used by every function here:
+
+* A pixel `(i, j)` covers the continuous square `[i, i + 1) x [j, j + 1)`, so
+  its centre is `(i + 0.5, j + 0.5)`. Centers are in these continuous
+  output-image coordinates; a horizontal flip maps `x` to `width - x`.
+* The cell of a center at a level with stride `s` is `floor(center / s)`,
+  clipped to the level's grid.
+* Targets: one per non-crowd thing segment, and one per stuff CLASS present
+  (all non-crowd segments of that class merged). Void pixels (segment id 0,
+  ids missing from the segment list, or segments with class `VOID_CLASS`) and
+  crowd pixels are never part of a target.
+* When there are more candidates than `max_instances`, things come before
+  stuff and, within each group, larger masks (more pixels) come first; ties
+  keep list order. Pixels of dropped candidates are ignored by the heatmap
+  loss (their centers are not negatives) but still count as background for
+  the kept masks.
+"""
+
+import math
+from typing import Dict, List, Sequence
+
+import tensorflow as tf
+
+from maskconver import keys
+
+CENTER_TYPES = ('mask', 'box')
+LEVEL_SIZE_MEASURES = ('sqrt_area', 'box_side')
+
+
+def segment_index_map(segment_map: tf.Tensor,
+                      segment_ids: tf.Tensor) -> tf.Tensor:
+  """Maps every pixel to the position of its segment in `segment_ids`.
+
+  Args:
+    segment_map: int32 [height, width], COCO segment ids (0 = void).
+    segment_ids: int32 [num_segments], ids of the listed segments (unique).
+
+  Returns:
+    int32 [height, width], index into `segment_ids`, or -1 for void pixels and
+    pixels whose id is not listed.
+  """
+  segment_map = tf.cast(segment_map, tf.int32)
+  segment_ids = tf.cast(segment_ids, tf.int32)
+  order = tf.argsort(segment_ids, stable=True)
+  # A sentinel past every real id keeps the lookup valid for empty lists.
+  sorted_ids = tf.concat(
+      [tf.gather(segment_ids, order), [tf.int32.max]], axis=0)
+  order = tf.concat([order, [-1]], axis=0)
+  flat = tf.reshape(segment_map, [1, -1])
+  position = tf.reshape(
+      tf.searchsorted(sorted_ids[tf.newaxis], flat, side='left'), [-1])
+  found = tf.logical_and(
+      tf.equal(tf.gather(sorted_ids, position), flat[0]),
+      tf.not_equal(flat[0], keys.VOID_SEGMENT_ID))
+  index = tf.where(found, tf.gather(order, position), -1)
+  return tf.reshape(index, tf.shape(segment_map))
+
+
+def gaussian_radius(height: tf.Tensor, width: tf.Tensor,
+                    min_overlap: float) -> tf.Tensor:
+  """CenterNet's Gaussian radius for a box.
+
+  The smallest of the three radii of CornerNet/CenterNet's `gaussian_radius`
+  (with their quadratic solutions exactly as CenterNet computes them), i.e. the
+  corner displacement at which a box of that size still has IoU
+  `min_overlap` with the true box.
+
+  Args:
+    height: float32 [...], box heights in cells.
+    width: float32 [...], box widths in cells.
+    min_overlap: minimum IoU, e.g. 0.7.
+
+  Returns:
+    float32 [...], the radius in cells (not rounded).
+  """
+  h = tf.cast(height, tf.float32)
+  w = tf.cast(width, tf.float32)
+  o = min_overlap
+  b1 = h + w
+  c1 = w * h * (1.0 - o) / (1.0 + o)
+  r1 = (b1 + tf.sqrt(b1 * b1 - 4.0 * c1)) / 2.0
+  b2 = 2.0 * (h + w)
+  c2 = (1.0 - o) * w * h
+  r2 = (b2 + tf.sqrt(b2 * b2 - 16.0 * c2)) / 2.0
+  b3 = -2.0 * o * (h + w)
+  c3 = (o - 1.0) * w * h
+  r3 = (b3 + tf.sqrt(b3 * b3 - 16.0 * o * c3)) / 2.0
+  return tf.minimum(tf.minimum(r1, r2), r3)
+
+
+def level_boundaries(num_levels: int, base_size: float, reference_size: float,
+                     output_size: Sequence[int]) -> List[float]:
+  """Instance-size boundaries between consecutive head levels.
+
+  Boundary `i` is `base_size * 2**i`, defined for an image whose longer side
+  is `reference_size` and scaled to the longer side of `output_size`: with the
+  defaults (64, 1024) a 1024-pixel output uses [0, 64), [64, 128), [128, 256),
+  [256, 512), [512, inf) for levels 3..7.
+
+  Args:
+    num_levels: number of head levels.
+    base_size: upper size bound of the finest level at `reference_size`.
+    reference_size: longer image side at which `base_size` is defined.
+    output_size: [height, width] of the training images.
+
+  Returns:
+    `num_levels - 1` increasing boundaries in output-image pixels.
+  """
+  scale = max(output_size) / float(reference_size)
+  return [base_size * (2.0**i) * scale for i in range(num_levels - 1)]
+
+
+def draw_gaussians(cells: tf.Tensor, radii: tf.Tensor, classes: tf.Tensor,
+                   mask: tf.Tensor, grid_size: Sequence[int],
+                   num_classes: int) -> tf.Tensor:
+  """Draws one truncated Gaussian per center, CenterNet style.
+
+  For a center in cell `(cy, cx)` with integer radius `r`, cell `(y, x)` gets
+  `exp(-((y - cy)**2 + (x - cx)**2) / (2 * sigma**2))` with
+  `sigma = (2 * r + 1) / 6` when `|y - cy| <= r` and `|x - cx| <= r`, else 0.
+  The center cell gets exactly 1.0; `r = 0` gives a single 1.0 peak.
+  Overlapping Gaussians of one class combine by maximum.
+
+  Args:
+    cells: int32 [k, 2], (y, x) center cells.
+    radii: int32 [k], Gaussian radii in cells (>= 0).
+    classes: int32 [k], class channel of each center.
+    mask: bool [k], which centers to draw.
+    grid_size: (height, width) of the heatmap.
+    num_classes: number of class channels.
+
+  Returns:
+    float32 [height, width, num_classes].
+  """
+  height, width = grid_size
+  cells = tf.cast(cells, tf.float32)
+  radii = tf.cast(radii, tf.float32)
+  sigma = (2.0 * radii + 1.0) / 6.0
+  denominator = (2.0 * sigma * sigma)[:, tf.newaxis]
+
+  def profile(size, center):
+    delta = tf.range(size, dtype=tf.float32)[tf.newaxis] - center[:, tf.newaxis]
+    inside = tf.abs(delta) <= radii[:, tf.newaxis]
+    return tf.where(inside, tf.exp(-delta * delta / denominator), 0.0)
+
+  rows = profile(height, cells[:, 0])
+  cols = profile(width, cells[:, 1])
+  gaussians = rows[:, :, tf.newaxis] * cols[:, tf.newaxis, :]
+  channel = tf.where(mask, tf.cast(classes, tf.int32), num_classes)
+  heatmap = tf.math.unsorted_segment_max(
+      tf.reshape(gaussians, [-1, height * width]), channel, num_classes + 1)
+  heatmap = tf.maximum(heatmap[:num_classes], 0.0)
+  return tf.transpose(tf.reshape(heatmap, [num_classes, height, width]),
+                      [1, 2, 0])
+
+
+def _candidate_map(segment_map, segment_ids, segment_classes,
+                   segment_is_crowd, num_classes, num_thing_classes):
+  """Per-pixel candidate target, see `build_targets`.
+
+  Candidates `0 .. n - 1` are the thing segments, `n .. n + num_stuff - 1` the
+  stuff classes, and `n + num_stuff` collects void and crowd pixels.
+  """
+  segment_classes = tf.cast(segment_classes, tf.int32)
+  tf.debugging.assert_less(
+      segment_classes, num_classes,
+      message=f'segment class ids must be < num_classes={num_classes}')
+  num_segments = tf.shape(segment_ids)[0]
+  num_candidates = num_segments + (num_classes - num_thing_classes)
+  is_thing = segment_classes < num_thing_classes
+  usable = tf.logical_and(segment_classes >= 0,
+                          tf.logical_not(tf.cast(segment_is_crowd, tf.bool)))
+  candidate = tf.where(
+      is_thing, tf.range(num_segments),
+      num_segments + segment_classes - num_thing_classes)
+  candidate = tf.where(usable, candidate, num_candidates)
+  index = segment_index_map(segment_map, segment_ids)
+  candidate = tf.concat([candidate, [num_candidates]], axis=0)
+  pixel_candidate = tf.gather(candidate, tf.where(index >= 0, index,
+                                                  num_segments))
+  # One entry per candidate plus the void/crowd bucket (class 0, stuff).
+  candidate_class = tf.concat([
+      tf.where(is_thing, segment_classes, 0),
+      tf.range(num_thing_classes, num_classes), [0]
+  ], axis=0)
+  candidate_is_thing = tf.range(num_candidates + 1) < num_segments
+  return pixel_candidate, num_candidates, candidate_class, candidate_is_thing
+
+
+def build_targets(segment_map: tf.Tensor,
+                  segment_ids: tf.Tensor,
+                  segment_classes: tf.Tensor,
+                  segment_is_crowd: tf.Tensor,
+                  *,
+                  num_classes: int,
+                  num_thing_classes: int,
+                  max_instances: int,
+                  min_level: int,
+                  max_level: int,
+                  mask_stride: int = 4,
+                  center_type: str = 'mask',
+                  gaussian_min_overlap: float = 0.7,
+                  gaussian_min_radius: int = 0,
+                  level_size_measure: str = 'sqrt_area',
+                  level_size_boundaries: Sequence[float] = (),
+                  heatmap_ignore_fraction: float = 0.5
+                  ) -> Dict[str, tf.Tensor]:
+  """Builds MaskConver training targets from a segment map.
+
+  Centers: `center_type='mask'` is the centroid of the target's pixel centres
+  (things and stuff alike); `'box'` the center of its pixel bounding box.
+  Levels: the size (`'sqrt_area'`: square root of the pixel count,
+  `'box_side'`: longer bounding-box side) is compared with
+  `level_size_boundaries` (`max_level - min_level` increasing values, see
+  `level_boundaries`); level = `min_level + number of boundaries <= size`.
+  Heatmaps: see `draw_gaussians`; the radius is
+  `max(gaussian_min_radius, floor(gaussian_radius(box_h / s, box_w / s)))` on
+  the target's bounding box measured in cells of its level (stride `s`).
+  Heatmap weights: a cell is 0 when more than `heatmap_ignore_fraction` of its
+  pixels are void, crowd or belong to a dropped candidate, except cells that
+  hold a kept center, which are always 1.
+  Masks and mask weights sample the segment map at pixel `(s * i + s // 2,
+  s * j + s // 2)` for mask cell `(i, j)` with `s = mask_stride` (nearest
+  sampling at the cell centre); mask weights are 0 on void and crowd.
+
+  Args:
+    segment_map: int32 [height, width], COCO segment ids (0 = void); height and
+      width must be multiples of `2**max_level` and of `mask_stride`.
+    segment_ids: int32 [n], ids of the listed segments (unique).
+    segment_classes: int32 [n], training class ids (things first).
+    segment_is_crowd: bool [n].
+    num_classes: number of training classes.
+    num_thing_classes: classes `0 .. num_thing_classes - 1` are things.
+    max_instances: number of target slots K.
+    min_level: finest head level.
+    max_level: coarsest head level.
+    mask_stride: stride of the mask targets.
+    center_type: 'mask' or 'box'.
+    gaussian_min_overlap: IoU used by `gaussian_radius`.
+    gaussian_min_radius: smallest Gaussian radius in cells.
+    level_size_measure: 'sqrt_area' or 'box_side'.
+    level_size_boundaries: `max_level - min_level` sizes in pixels.
+    heatmap_ignore_fraction: ignored-pixel fraction above which a heatmap cell
+      gets weight 0.
+
+  Returns:
+    A dict with the `keys.py` training label keys.
+  """
+  if center_type not in CENTER_TYPES:
+    raise ValueError(f'center_type must be one of {CENTER_TYPES}, got '
+                     f'{center_type!r}')
+  if level_size_measure not in LEVEL_SIZE_MEASURES:
+    raise ValueError(f'level_size_measure must be one of '
+                     f'{LEVEL_SIZE_MEASURES}, got {level_size_measure!r}')
+  if len(level_size_boundaries) != max_level - min_level:
+    raise ValueError(
+        f'level_size_boundaries needs {max_level - min_level} values for '
+        f'levels {min_level}..{max_level}, got {list(level_size_boundaries)}')
+  height, width = segment_map.shape.as_list()
+  if height is None or width is None:
+    raise ValueError('segment_map needs a static [height, width] shape, got '
+                     f'{segment_map.shape}')
+  k = max_instances
+
+  pixel_candidate, num_candidates, candidate_class, candidate_is_thing = (
+      _candidate_map(segment_map, segment_ids, segment_classes,
+                     segment_is_crowd, num_classes, num_thing_classes))
+  flat = tf.reshape(pixel_candidate, [-1])
+  buckets = num_candidates + 1
+  ys, xs = tf.meshgrid(tf.range(height), tf.range(width), indexing='ij')
+  ys = tf.reshape(ys, [-1])
+  xs = tf.reshape(xs, [-1])
+  area = tf.math.unsorted_segment_sum(tf.ones_like(flat), flat, buckets)
+  y_sum = tf.math.unsorted_segment_sum(tf.cast(ys, tf.int64), flat, buckets)
+  x_sum = tf.math.unsorted_segment_sum(tf.cast(xs, tf.int64), flat, buckets)
+  y_min = tf.math.unsorted_segment_min(ys, flat, buckets)
+  y_max = tf.math.unsorted_segment_max(ys, flat, buckets)
+  x_min = tf.math.unsorted_segment_min(xs, flat, buckets)
+  x_max = tf.math.unsorted_segment_max(xs, flat, buckets)
+  valid_candidate = tf.logical_and(area > 0,
+                                   tf.range(buckets) < num_candidates)
+
+  # Things first, then larger masks; ties keep the candidate order.
+  tier = tf.where(valid_candidate, tf.where(candidate_is_thing, 2, 1), 0)
+  rank_key = (tf.cast(tier, tf.int64) * (height * width + 1) +
+              tf.cast(area, tf.int64))
+  order = tf.argsort(rank_key, direction='DESCENDING', stable=True)
+  num_instances = tf.minimum(
+      tf.reduce_sum(tf.cast(valid_candidate, tf.int32)), k)
+  order = tf.pad(order[:num_instances], [[0, k - num_instances]])
+  valid = tf.range(k) < num_instances
+  slot_of_candidate = tf.tensor_scatter_nd_update(
+      tf.fill([buckets], -1), order[:num_instances, tf.newaxis],
+      tf.range(num_instances))
+
+  def take(values):
+    return tf.gather(values, order)
+
+  area_k = tf.cast(take(area), tf.float64)
+  safe_area = tf.maximum(area_k, 1.0)
+  box_y0, box_y1 = take(y_min), take(y_max) + 1
+  box_x0, box_x1 = take(x_min), take(x_max) + 1
+  if center_type == 'mask':
+    center_y = tf.cast(take(y_sum), tf.float64) / safe_area + 0.5
+    center_x = tf.cast(take(x_sum), tf.float64) / safe_area + 0.5
+  else:
+    center_y = tf.cast(box_y0 + box_y1, tf.float64) / 2.0
+    center_x = tf.cast(box_x0 + box_x1, tf.float64) / 2.0
+  centers = tf.cast(tf.stack([center_y, center_x], axis=-1), tf.float32)
+  centers = tf.where(valid[:, tf.newaxis], centers, 0.0)
+  box_h = tf.cast(box_y1 - box_y0, tf.float32)
+  box_w = tf.cast(box_x1 - box_x0, tf.float32)
+
+  if level_size_measure == 'sqrt_area':
+    size = tf.sqrt(tf.cast(area_k, tf.float32))
+  else:
+    size = tf.maximum(box_h, box_w)
+  level_index = tf.zeros([k], tf.int32)
+  for boundary in level_size_boundaries:
+    level_index += tf.cast(size >= boundary, tf.int32)
+  level_index = tf.where(valid, level_index, 0)
+  levels = min_level + level_index
+
+  classes = tf.where(valid, take(candidate_class), 0)
+  is_thing = tf.logical_and(valid, take(candidate_is_thing))
+
+  # Pixels the heatmap loss ignores: void, crowd and dropped candidates.
+  dropped = tf.logical_and(valid_candidate, slot_of_candidate < 0)
+  heatmap_ignore = tf.logical_or(
+      tf.equal(pixel_candidate, num_candidates),
+      tf.gather(dropped, pixel_candidate))
+  heatmap_ignore = tf.cast(heatmap_ignore, tf.float32)
+
+  heatmaps, heatmap_weights = {}, {}
+  center_indices = tf.zeros([k], tf.int32)
+  offset = 0
+  for level in range(min_level, max_level + 1):
+    stride = 2**level
+    grid_h, grid_w = height // stride, width // stride
+    cells = tf.cast(tf.floor(centers / float(stride)), tf.int32)
+    cells = tf.minimum(tf.maximum(cells, 0), [grid_h - 1, grid_w - 1])
+    radius = tf.floor(gaussian_radius(box_h / stride, box_w / stride,
+                                      gaussian_min_overlap))
+    radius = tf.maximum(tf.cast(radius, tf.int32), gaussian_min_radius)
+    at_level = tf.logical_and(valid, tf.equal(levels, level))
+    heatmaps[str(level)] = draw_gaussians(cells, radius, classes, at_level,
+                                          (grid_h, grid_w), num_classes)
+    fraction = tf.reduce_mean(
+        tf.reshape(heatmap_ignore, [grid_h, stride, grid_w, stride]),
+        axis=[1, 3])
+    weight = tf.cast(fraction <= heatmap_ignore_fraction, tf.float32)
+    heatmap_weights[str(level)] = tf.tensor_scatter_nd_max(
+        weight, cells, tf.cast(at_level, tf.float32))
+    center_indices = tf.where(
+        at_level, offset + cells[:, 0] * grid_w + cells[:, 1], center_indices)
+    offset += grid_h * grid_w
+
+  half = mask_stride // 2
+  sampled = pixel_candidate[half::mask_stride, half::mask_stride]
+  slot_map = tf.gather(slot_of_candidate, sampled)
+  masks = tf.cast(
+      tf.equal(slot_map[tf.newaxis], tf.range(k)[:, tf.newaxis, tf.newaxis]),
+      tf.uint8)
+  mask_weights = tf.cast(tf.not_equal(sampled, num_candidates), tf.float32)
+
+  return {
+      keys.CENTER_HEATMAPS: heatmaps,
+      keys.HEATMAP_WEIGHTS: heatmap_weights,
+      keys.MASKS: masks,
+      keys.MASK_WEIGHTS: mask_weights,
+      keys.CLASSES: classes,
+      keys.CENTER_INDICES: center_indices,
+      keys.CENTERS: centers,
+      keys.LEVELS: levels,
+      keys.IS_THING: is_thing,
+      keys.VALID: tf.cast(valid, tf.float32),
+      keys.NUM_INSTANCES: num_instances,
+  }
+
+
+def label_bytes(output_size: Sequence[int], min_level: int, max_level: int,
+                num_classes: int, max_instances: int,
+                mask_stride: int = 4) -> int:
+  """Bytes of one example's training labels as built by `build_targets`."""
+  height, width = output_size
+  cells = sum((height // 2**l) * (width // 2**l)
+              for l in range(min_level, max_level + 1))
+  mask_cells = (height // mask_stride) * (width // mask_stride)
+  per_instance = 4 + 4 + 8 + 4 + 1 + 4  # class, index, center, level, thing, valid
+  return (cells * num_classes * 4 + cells * 4 + max_instances * mask_cells +
+          mask_cells * 4 + max_instances * per_instance + 4)
+
+
+def validate_level_grid(output_size: Sequence[int], max_level: int,
+                        mask_stride: int) -> None:
+  """Raises ValueError unless `output_size` divides into every grid."""
+  stride = math.lcm(2**max_level, mask_stride)
+  if any(s % stride for s in output_size):
+    raise ValueError(
+        f'output_size {list(output_size)} must be a multiple of {stride} '
+        f'(2**max_level={2**max_level}, mask_stride={mask_stride})')

@@ -1,0 +1,180 @@
+"""Tests of maskconver.dataloaders.parser.Parser on hand-built examples."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from maskconver import keys
+from maskconver.dataloaders import parser as parser_lib
+
+MEAN = np.array([0.485, 0.456, 0.406]) * 255
+STD = np.array([0.229, 0.224, 0.225]) * 255
+COLORS = {11: (255, 0, 0), 22: (0, 255, 0), 33: (0, 0, 255)}
+
+
+def colored_scene():
+  """32x32: thing 11 (rows 4-11, cols 2-7), thing 22 (rows 20-27, cols 20-31),
+  stuff 33 (rows 28-31); pixels coloured by segment."""
+  seg = np.zeros((32, 32), np.int32)
+  seg[4:12, 2:8] = 11
+  seg[20:28, 20:32] = 22
+  seg[28:32, :] = 33
+  image = np.zeros((32, 32, 3), np.uint8)
+  for segment_id, color in COLORS.items():
+    image[seg == segment_id] = color
+  return seg, image
+
+
+def make_parser(**kwargs):
+  options = dict(output_size=[32, 32], min_level=3, max_level=3,
+                 num_classes=3, num_thing_classes=2, max_instances=4,
+                 aug_rand_hflip=False)
+  options.update(kwargs)
+  return parser_lib.Parser(**options)
+
+
+def numpy(structure):
+  return tf.nest.map_structure(lambda t: t.numpy(), structure)
+
+
+def test_train_without_augmentation_keeps_image_and_centers(make_decoded):
+  seg, image = colored_scene()
+  decoded = make_decoded(seg, [11, 22, 33], [0, 1, 2], [False] * 3, image)
+  out_image, labels = make_parser()._parse_train_data(decoded)
+  labels = numpy(labels)
+  assert out_image.shape == (32, 32, 3) and out_image.dtype == tf.float32
+  np.testing.assert_allclose(out_image.numpy()[5, 3],
+                             (np.array([255, 0, 0]) - MEAN) / STD, atol=1e-4)
+  np.testing.assert_array_equal(labels[keys.CLASSES], [1, 0, 2, 0])
+  np.testing.assert_allclose(labels[keys.CENTERS][:3],
+                             [[24, 26], [8, 5], [30, 16]])
+
+
+def test_flip_moves_image_and_centers_together(make_decoded):
+  seg, image = colored_scene()
+  decoded = make_decoded(seg, [11, 22, 33], [0, 1, 2], [False] * 3, image)
+  parser = make_parser(aug_rand_hflip=True)
+  tf.random.set_seed(3)
+  seen = set()
+  for _ in range(12):
+    out_image, labels = parser._parse_train_data(decoded)
+    center_x = labels[keys.CENTERS].numpy()[:3, 1]
+    flipped = bool(center_x[0] == 32 - 26)
+    seen.add(flipped)
+    # x -> 32 - x for every target; the red thing's pixels follow.
+    expected = [6, 27, 16] if flipped else [26, 5, 16]
+    np.testing.assert_allclose(center_x, expected)
+    red_col = 32 - 3 - 1 if flipped else 3
+    np.testing.assert_allclose(out_image.numpy()[5, red_col],
+                               (np.array([255, 0, 0]) - MEAN) / STD,
+                               atol=1e-4)
+    # Red thing: centroid y 8 -> cell row 1 of the 4x4 grid.
+    assert labels[keys.CENTER_INDICES].numpy()[1] == (
+        1 * 4 + (27 // 8 if flipped else 5 // 8))
+  assert seen == {True, False}
+
+
+def test_scale_down_pads_with_void(make_decoded):
+  seg, image = colored_scene()
+  decoded = make_decoded(seg, [11, 22, 33], [0, 1, 2], [False] * 3, image)
+  parser = make_parser(aug_scale_min=0.5, aug_scale_max=0.5)
+  out_image, labels = parser._parse_train_data(decoded)
+  labels = numpy(labels)
+  # Nearest 32 -> 16 samples source pixel 2i + 1: rows 20-27 -> 10-13,
+  # cols 20-31 -> 10-15; centroid (12, 13).
+  np.testing.assert_allclose(labels[keys.CENTERS][0], [12, 13])
+  # Right and bottom halves are padding: void, zero weight.
+  np.testing.assert_array_equal(labels[keys.HEATMAP_WEIGHTS]['3'][2:, :], 0)
+  np.testing.assert_array_equal(labels[keys.MASK_WEIGHTS][:, 4:], 0)
+  np.testing.assert_allclose(out_image.numpy()[20:, 20:], 0.0)
+
+
+def test_random_scale_and_crop_keep_image_and_masks_aligned(make_decoded):
+  seg, image = colored_scene()
+  decoded = make_decoded(seg, [11, 22, 33], [0, 1, 2], [False] * 3, image)
+  parser = make_parser(aug_scale_min=0.6, aug_scale_max=2.5,
+                       aug_rand_hflip=True)
+  channel_of_class = {0: 0, 1: 1, 2: 2}  # red, green, blue segments
+  tf.random.set_seed(7)
+  for _ in range(6):
+    out_image, labels = parser._parse_train_data(decoded)
+    labels = numpy(labels)
+    rgb = out_image.numpy() * STD + MEAN
+    sampled = rgb[2::4, 2::4]
+    for slot in range(int(labels[keys.NUM_INSTANCES])):
+      pixels = sampled[labels[keys.MASKS][slot].astype(bool)]
+      channel = channel_of_class[labels[keys.CLASSES][slot]]
+      # Bilinear gives the nearest source pixel a weight >= 1/4, so every
+      # mask sample shows its segment's colour at >= 1/4 intensity; a
+      # misaligned map would sample black void or other segments.
+      assert (pixels[:, channel] >= 255 / 4 - 1).all()
+
+
+def test_eval_keeps_original_segment_map(make_decoded):
+  seg = np.zeros((24, 40), np.int32)
+  seg[2:10, 5:30] = 70001   # a 3-byte COCO id
+  seg[12:24, :] = 5
+  decoded = make_decoded(seg, [70001, 5], [0, 2], [True, False],
+                         source_id='000123')
+  parser = make_parser(max_segments=6, eval_groundtruth_padded_size=[48, 48])
+  image, labels = parser._parse_eval_data(decoded)
+  gt = numpy(labels[keys.GROUNDTRUTHS])
+  assert image.shape == (32, 32, 3)
+  expected_map = np.zeros((48, 48), np.int32)
+  expected_map[:24, :40] = seg
+  np.testing.assert_array_equal(gt[keys.GT_SEGMENT_MAP], expected_map)
+  np.testing.assert_array_equal(gt[keys.GT_SEGMENT_IDS],
+                                [70001, 5, 0, 0, 0, 0])
+  np.testing.assert_array_equal(gt[keys.GT_SEGMENT_CLASSES],
+                                [0, 2, -1, -1, -1, -1])
+  np.testing.assert_array_equal(gt[keys.GT_SEGMENT_IS_CROWD],
+                                [True] + [False] * 5)
+  assert gt[keys.SOURCE_ID] == b'000123'
+  # Scale min(32 / 24, 32 / 40) = 0.8 -> 19x32 content.
+  np.testing.assert_allclose(
+      gt[keys.IMAGE_INFO], [[24, 40], [32, 32], [19 / 24, 0.8], [0, 0]],
+      rtol=1e-6)
+  # Only the stuff is a target (the thing is crowd).
+  assert labels[keys.NUM_INSTANCES].numpy() == 1
+  assert labels[keys.CLASSES].numpy()[0] == 2
+
+
+def test_eval_rejects_oversized_map_naming_the_record(make_decoded):
+  decoded = make_decoded(np.zeros((40, 40), np.int32), [], [], [],
+                         source_id='big_one')
+  with pytest.raises(tf.errors.InvalidArgumentError, match='big_one'):
+    make_parser()._parse_eval_data(decoded)
+
+
+def test_parse_fn_in_tf_data_batches(make_decoded):
+  seg, image = colored_scene()
+  examples = [make_decoded(seg, [11, 22, 33], [0, 1, 2], [False] * 3, image),
+              make_decoded(np.zeros((24, 16), np.int32), [], [], [])]
+
+  def dataset():
+    return tf.data.Dataset.from_generator(
+        lambda: iter(numpy(e) for e in examples),
+        output_signature=tf.nest.map_structure(
+            lambda t: tf.TensorSpec([None] * t.shape.rank, t.dtype),
+            examples[0]))
+
+  parser = make_parser(min_level=3, max_level=4, aug_scale_min=0.5,
+                       aug_scale_max=1.5, aug_rand_hflip=True,
+                       dtype='bfloat16')
+  for training in (True, False):
+    batch = next(iter(dataset().map(parser.parse_fn(training)).batch(2)))
+    image, labels = batch
+    assert image.shape == (2, 32, 32, 3) and image.dtype == tf.bfloat16
+    assert labels[keys.MASKS].shape == (2, 4, 8, 8)
+    assert labels[keys.CENTER_HEATMAPS]['4'].shape == (2, 2, 2, 3)
+    assert labels[keys.NUM_INSTANCES].numpy()[1] == 0
+    assert (keys.GROUNDTRUTHS in labels) == (not training)
+
+
+def test_constructor_rejects_bad_arguments():
+  with pytest.raises(ValueError, match='multiple of 128'):
+    make_parser(output_size=[640, 600], max_level=7)
+  with pytest.raises(ValueError, match='center_type'):
+    make_parser(center_type='middle')
+  with pytest.raises(ValueError, match='aug_scale_min'):
+    make_parser(aug_scale_min=2.0, aug_scale_max=1.0)
