@@ -230,16 +230,26 @@ class PanopticQuality:
         continue
       self._fp[category_id] += 1
 
+  def counts(self) -> Dict[int, Dict[str, float]]:
+    """{category id: {'tp', 'fp', 'fn', 'iou_sum'}} accumulated so far."""
+    return {
+        category_id: {'tp': self._tp[category_id],
+                      'fp': self._fp[category_id],
+                      'fn': self._fn[category_id],
+                      'iou_sum': self._iou_sum[category_id]}
+        for category_id in self._categories
+    }
+
   def merge(self, other: 'PanopticQuality') -> None:
     """Adds the counts of another accumulator over the same categories."""
     if other.categories != self._categories:
       raise ValueError('cannot merge PanopticQuality accumulators over '
                        'different categories')
-    self._tp.update(other._tp)  # pylint: disable=protected-access
-    self._fp.update(other._fp)  # pylint: disable=protected-access
-    self._fn.update(other._fn)  # pylint: disable=protected-access
-    for category_id, iou in other._iou_sum.items():  # pylint: disable=protected-access
-      self._iou_sum[category_id] += iou
+    for category_id, counts in other.counts().items():
+      self._tp[category_id] += counts['tp']
+      self._fp[category_id] += counts['fp']
+      self._fn[category_id] += counts['fn']
+      self._iou_sum[category_id] += counts['iou_sum']
 
   def result(self) -> Dict[str, Any]:
     """Returns PQ in the shape of panopticapi's `pq_compute`, as fractions.
