@@ -259,3 +259,24 @@ def test_agrees_with_hotcoco_on_random_cases(tmp_path, seed):
     assert (mine['tp'], mine['fp'], mine['fn']) == (
         stats['tp'], stats['fp'], stats['fn'])
     assert mine['iou_sum'] == pytest.approx(stats['iou'], abs=1e-9)
+
+
+def test_array_helpers_feed_update():
+  # Ground truth as the parser pads it, prediction as the post-processor
+  # returns it; training ids are the category ids.
+  gt_records = panoptic_quality.segments_from_arrays(
+      np.array([5, 9, 0]), np.array([0, 2, -1]), np.array([False, True,
+                                                            False]))
+  assert gt_records == [{'id': 5, 'category_id': 0, 'iscrowd': 0},
+                        {'id': 9, 'category_id': 2, 'iscrowd': 1}]
+  pred_records = panoptic_quality.segments_from_postprocessor(
+      np.array([-1, 0, -1]))
+  assert pred_records == [{'id': 2, 'category_id': 0, 'iscrowd': 0}]
+  pq = panoptic_quality.PanopticQuality(
+      panoptic_quality.training_categories(num_classes=3,
+                                           num_thing_classes=2))
+  pq.update(np.array([[5, 5, 9]]), gt_records, np.array([[2, 2, 0]]),
+            pred_records)
+  result = pq.result()
+  assert result['Things'] == {'pq': 1.0, 'sq': 1.0, 'rq': 1.0, 'n': 1}
+  assert result['Stuff']['n'] == 0

@@ -300,6 +300,55 @@ class PanopticQuality:
     return result
 
 
+def training_categories(num_classes: int,
+                        num_thing_classes: int) -> List[Dict[str, Any]]:
+  """Categories whose ids are the training class ids (things first)."""
+  return [{'id': i, 'isthing': int(i < num_thing_classes)}
+          for i in range(num_classes)]
+
+
+def segments_from_arrays(
+    segment_ids: np.ndarray,
+    segment_classes: np.ndarray,
+    segment_is_crowd: Optional[np.ndarray] = None) -> List[Dict[str, int]]:
+  """Builds segment records from padded per-segment arrays.
+
+  Args:
+    segment_ids: int [max_segments] segment ids, 0 for padding (e.g.
+      keys.GT_SEGMENT_IDS).
+    segment_classes: int [max_segments] category of each segment, VOID_CLASS
+      for padding (e.g. keys.GT_SEGMENT_CLASSES).
+    segment_is_crowd: bool [max_segments], or None for no crowd.
+
+  Returns:
+    [{'id', 'category_id', 'iscrowd'}] for the segments that are not padding.
+  """
+  segment_ids = np.asarray(segment_ids).reshape(-1)
+  segment_classes = np.asarray(segment_classes).reshape(-1)
+  if segment_is_crowd is None:
+    segment_is_crowd = np.zeros(segment_ids.shape, bool)
+  segment_is_crowd = np.asarray(segment_is_crowd).reshape(-1)
+  return [{'id': int(i), 'category_id': int(c), 'iscrowd': int(bool(k))}
+          for i, c, k in zip(segment_ids, segment_classes, segment_is_crowd)
+          if i != keys.VOID_SEGMENT_ID and c != keys.VOID_CLASS]
+
+
+def segments_from_postprocessor(
+    segment_classes: np.ndarray) -> List[Dict[str, int]]:
+  """Segment records of one image of `PanopticPostprocessor` outputs.
+
+  Args:
+    segment_classes: int [K], keys.SEGMENT_CLASSES_OUT of one image; segment
+      index s has id s + 1 in keys.PANOPTIC_SEGMENT_MAP.
+
+  Returns:
+    [{'id', 'category_id', 'iscrowd': 0}] for the slots that are segments.
+  """
+  return [{'id': s + 1, 'category_id': int(c), 'iscrowd': 0}
+          for s, c in enumerate(np.asarray(segment_classes).reshape(-1))
+          if c != keys.VOID_CLASS]
+
+
 def _annotations_of(data: Mapping[str, Any], path: str) -> List[Mapping[str,
                                                                         Any]]:
   if isinstance(data, list):
