@@ -2,3 +2,4 @@
 
 # pylint: disable=unused-import
 from maskconver.configs import experiments
+from maskconver.tasks import maskconver_task

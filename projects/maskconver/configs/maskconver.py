@@ -107,9 +107,21 @@ class Parser(hyperparams.Config):
     aug_scale_min: smallest random scale (paper: 0.05).
     aug_scale_max: largest random scale (paper: 2.9).
     center_type: 'mask' (centroid of the mask) or 'box' (box center).
+    gaussian_min_overlap: IoU of CenterNet's Gaussian radius rule.
+    gaussian_min_radius: smallest Gaussian radius, in cells.
+    heatmap_ignore_fraction: heatmap cells with a larger share of void or
+      crowd pixels are ignored by the focal loss.
+    level_size_measure: 'sqrt_area' or 'box_side': the instance size that
+      picks its head level.
+    level_base_size: size boundary between the two finest head levels at
+      `level_reference_size` (doubling per level above).
+    level_reference_size: image side the level boundaries refer to; they
+      scale with the actual output size.
     max_instances: targets per image (things + one per stuff class).
     mask_stride: stride of the target masks (that of the mask features).
     copy_paste_prob: probability of panoptic copy-paste; 0 disables it.
+    copy_paste_scale_min: smallest scale of the pasted source image.
+    copy_paste_scale_max: largest scale of the pasted source image.
     max_segments: ground-truth segments kept per image for evaluation.
     eval_groundtruth_padded_size: [h, w] the original-resolution eval ground
       truth is padded to (at least the largest image).
@@ -118,9 +130,17 @@ class Parser(hyperparams.Config):
   aug_scale_min: float = 1.0
   aug_scale_max: float = 1.0
   center_type: str = 'mask'
+  gaussian_min_overlap: float = 0.7
+  gaussian_min_radius: int = 0
+  heatmap_ignore_fraction: float = 0.5
+  level_size_measure: str = 'sqrt_area'
+  level_base_size: float = 64.0
+  level_reference_size: float = 1024.0
   max_instances: int = 100
   mask_stride: int = 4
   copy_paste_prob: float = 0.0
+  copy_paste_scale_min: float = 0.1
+  copy_paste_scale_max: float = 2.0
   max_segments: int = 256
   eval_groundtruth_padded_size: List[int] = dataclasses.field(
       default_factory=lambda: [640, 640])
@@ -134,8 +154,10 @@ class DataConfig(cfg.DataConfig):
     parser: augmentation and target config.
     label_map_path: the converter's label map JSON (class names and dataset
       category ids); empty to derive nothing from it.
+    dtype: dtype of the parsed images ('float32', 'bfloat16', 'float16').
   """
   parser: Parser = dataclasses.field(default_factory=Parser)
+  dtype: str = 'float32'
   label_map_path: str = ''
   shuffle_buffer_size: int = 1000
 

@@ -105,13 +105,28 @@ class MaskConverModel(tf_keras.Model):
       outputs[keys.DETECTED_CENTER_INDICES] = center_indices
     elif classes is None:
       raise ValueError('center_indices given without classes')
-    embeddings = self.generator(outputs[keys.CENTER_EMBEDDINGS],
-                                center_indices, classes)
-    outputs[keys.MASK_LOGITS] = self._projection(outputs[keys.MASK_FEATURES],
-                                                 embeddings)
+    outputs[keys.MASK_LOGITS] = self.masks_for_centers(outputs,
+                                                      center_indices, classes)
     if self.postprocessor is not None and keys.DETECTED_SCORES in outputs:
       outputs.update(self.postprocessor(outputs, tf.shape(images)[1:3]))
     return outputs
+
+  def masks_for_centers(self, outputs: Mapping[str, Any],
+                        center_indices: tf.Tensor,
+                        classes: tf.Tensor) -> tf.Tensor:
+    """Mask logits of given centers from the outputs of a forward pass.
+
+    Args:
+      outputs: the model's outputs (CENTER_EMBEDDINGS and MASK_FEATURES).
+      center_indices: int32 [batch, N] flat center indices (keys.py).
+      classes: int32 [batch, N] class of each center.
+
+    Returns:
+      float [batch, H/4, W/4, N] mask logits.
+    """
+    embeddings = self.generator(outputs[keys.CENTER_EMBEDDINGS],
+                                center_indices, classes)
+    return self._projection(outputs[keys.MASK_FEATURES], embeddings)
 
   @property
   def checkpoint_items(self) -> Mapping[str, tf.Module]:

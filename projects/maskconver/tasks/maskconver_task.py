@@ -1,0 +1,358 @@
+"""The MaskConver task: inputs, losses, train and validation steps, PQ."""
+
+import json
+import os
+from typing import Any, Dict, List, Mapping, Optional, Tuple
+
+from absl import logging
+import numpy as np
+import tensorflow as tf
+import tf_keras
+
+from official.core import base_task
+from official.core import task_factory
+from official.vision.dataloaders import input_reader_factory
+
+from maskconver import keys
+from maskconver.configs import maskconver as maskconver_cfg
+from maskconver.dataloaders import copy_paste
+from maskconver.dataloaders import parser as parser_lib
+from maskconver.dataloaders import tf_example_decoder
+from maskconver.evaluation import panoptic_quality
+from maskconver.evaluation import prediction_writer
+from maskconver import losses as losses_lib
+from maskconver.modeling import factory
+from maskconver.modeling import panoptic_postprocessor
+
+# Names of the loss entries in the train / validation logs.
+TOTAL_LOSS = 'total_loss'
+HEATMAP_LOSS = 'heatmap_loss'
+BCE_LOSS = 'mask_bce_loss'
+DICE_LOSS = 'mask_dice_loss'
+# Where validation steps hand per-image results to aggregate_logs.
+_PANOPTIC_OUTPUTS = 'panoptic_outputs'
+EVAL_METRICS_FILE = 'eval_metrics.json'
+
+
+def build_parser(model_config: maskconver_cfg.MaskConverModel,
+                 data_config: maskconver_cfg.DataConfig) -> parser_lib.Parser:
+  """Builds the parser of one input from the model and data configs."""
+  parser_config = data_config.parser
+  return parser_lib.Parser(
+      output_size=model_config.input_size[:2],
+      min_level=model_config.min_level,
+      max_level=model_config.max_level,
+      num_classes=model_config.num_classes,
+      num_thing_classes=model_config.num_thing_classes,
+      max_instances=parser_config.max_instances,
+      mask_stride=parser_config.mask_stride,
+      aug_rand_hflip=parser_config.aug_rand_hflip,
+      aug_scale_min=parser_config.aug_scale_min,
+      aug_scale_max=parser_config.aug_scale_max,
+      center_type=parser_config.center_type,
+      gaussian_min_overlap=parser_config.gaussian_min_overlap,
+      gaussian_min_radius=parser_config.gaussian_min_radius,
+      heatmap_ignore_fraction=parser_config.heatmap_ignore_fraction,
+      level_size_measure=parser_config.level_size_measure,
+      level_base_size=parser_config.level_base_size,
+      level_reference_size=parser_config.level_reference_size,
+      copy_paste_prob=parser_config.copy_paste_prob,
+      copy_paste_scale_min=parser_config.copy_paste_scale_min,
+      copy_paste_scale_max=parser_config.copy_paste_scale_max,
+      max_segments=parser_config.max_segments,
+      eval_groundtruth_padded_size=(
+          parser_config.eval_groundtruth_padded_size or None),
+      dtype=data_config.dtype)
+
+
+def build_postprocessor(
+    model_config: maskconver_cfg.MaskConverModel
+) -> panoptic_postprocessor.PanopticPostprocessor:
+  """Builds the panoptic merge layer from the model config."""
+  config = model_config.postprocessor
+  return panoptic_postprocessor.PanopticPostprocessor(
+      num_classes=model_config.num_classes,
+      num_thing_classes=model_config.num_thing_classes,
+      score_threshold=config.score_threshold,
+      overlap_threshold=config.overlap_threshold,
+      mask_threshold=config.mask_threshold,
+      mask_activation=model_config.score_activation,
+      name='panoptic_postprocessor')
+
+
+@task_factory.register_task_cls(maskconver_cfg.MaskConverTask)
+class MaskConverTask(base_task.Task):
+  """Trains and evaluates MaskConver the Model Garden way."""
+
+  def __init__(self, params: maskconver_cfg.MaskConverTask,
+               logging_dir: Optional[str] = None, name: Optional[str] = None):
+    super().__init__(params, logging_dir=logging_dir, name=name)
+    model_config = params.model
+    self._postprocessor = build_postprocessor(model_config)
+    self._pq = None
+    self._prediction_writer = None
+
+  # --------------------------------------------------------------- model ---
+
+  def build_model(self) -> tf_keras.Model:
+    """Builds the MaskConver model from the task config."""
+    model_config = self.task_config.model
+    input_specs = tf_keras.layers.InputSpec(
+        shape=[None] + list(model_config.input_size))
+    l2_weight_decay = self.task_config.losses.l2_weight_decay
+    # Divided by 2 as tf_keras' L2 is sum(w**2) and the config is in the
+    # weight-decay convention 0.5 * sum(w**2).
+    l2_regularizer = (tf_keras.regularizers.l2(l2_weight_decay / 2.0)
+                      if l2_weight_decay else None)
+    return factory.build_maskconver_model(input_specs, model_config,
+                                          l2_regularizer)
+
+  def initialize(self, model: tf_keras.Model) -> None:
+    """Loads `init_checkpoint` into the modules named in the config."""
+    path = self.task_config.init_checkpoint
+    if not path:
+      return
+    if tf.io.gfile.isdir(path):
+      latest = tf.train.latest_checkpoint(path)
+      if latest is None:
+        raise ValueError(f'task.init_checkpoint: no checkpoint in {path}')
+      path = latest
+    modules = self.task_config.init_checkpoint_modules
+    if 'all' in modules:
+      items = {'model': model}
+    else:
+      unknown = sorted(set(modules) - set(model.checkpoint_items))
+      if unknown:
+        raise ValueError(
+            f'task.init_checkpoint_modules: unknown module(s) {unknown}; '
+            f'choose from {sorted(model.checkpoint_items)} or "all"')
+      items = {m: model.checkpoint_items[m] for m in modules}
+    status = tf.train.Checkpoint(**items).read(path)
+    status.expect_partial().assert_existing_objects_matched()
+    logging.info('Loaded %s from %s', sorted(items), path)
+
+  # -------------------------------------------------------------- inputs ---
+
+  def build_inputs(
+      self,
+      params: maskconver_cfg.DataConfig,
+      input_context: Optional[tf.distribute.InputContext] = None
+  ) -> tf.data.Dataset:
+    """Reads, decodes, (copy-pastes,) parses and batches one input."""
+    if not params.input_path:
+      raise ValueError('input_path is empty: set task.train_data.input_path '
+                       'or task.validation_data.input_path')
+    parser = build_parser(self.task_config.model, params)
+    use_copy_paste = params.is_training and params.parser.copy_paste_prob > 0
+    reader = input_reader_factory.input_reader_generator(
+        params,
+        dataset_fn=tf.data.TFRecordDataset,
+        decoder_fn=tf_example_decoder.TfExampleDecoder().decode,
+        sample_fn=copy_paste.pair_examples if use_copy_paste else None,
+        parser_fn=parser.parse_fn(params.is_training))
+    return reader.read(input_context=input_context)
+
+  # -------------------------------------------------------------- losses ---
+
+  def build_losses(self, labels: Mapping[str, Any],
+                   model_outputs: Mapping[str, Any],
+                   aux_losses: Optional[List[tf.Tensor]] = None
+                   ) -> Dict[str, tf.Tensor]:
+    """Focal loss on the heatmaps, BCE and Dice on ground-truth-center masks.
+
+    Args:
+      labels: parser training labels (keys.py).
+      model_outputs: model outputs with MASK_LOGITS for the ground-truth
+        centers, in float32.
+      aux_losses: regularization losses of the model.
+
+    Returns:
+      {TOTAL_LOSS, HEATMAP_LOSS, BCE_LOSS, DICE_LOSS}, per replica.
+    """
+    config = self.task_config.losses
+    heatmap_loss = losses_lib.focal_loss(
+        model_outputs[keys.CLASS_HEATMAP_LOGITS], labels[keys.CENTER_HEATMAPS],
+        labels[keys.HEATMAP_WEIGHTS], alpha=config.focal_alpha,
+        beta=config.focal_beta)
+    mask_args = (model_outputs[keys.MASK_LOGITS], labels[keys.MASKS],
+                 labels[keys.MASK_WEIGHTS], labels[keys.VALID])
+    bce_loss = losses_lib.mask_bce_loss(*mask_args)
+    dice_loss = losses_lib.mask_dice_loss(*mask_args)
+    total = (config.heatmap_weight * heatmap_loss +
+             config.bce_weight * bce_loss + config.dice_weight * dice_loss)
+    if aux_losses:
+      total += tf.add_n([tf.cast(l, tf.float32) for l in aux_losses])
+    return {TOTAL_LOSS: total, HEATMAP_LOSS: heatmap_loss, BCE_LOSS: bce_loss,
+            DICE_LOSS: dice_loss}
+
+  def build_metrics(self, training: bool = True) -> List[tf_keras.metrics.Metric]:
+    """Running means of each loss term (the total is the task's `loss`)."""
+    return [tf_keras.metrics.Mean(name, dtype=tf.float32)
+            for name in (HEATMAP_LOSS, BCE_LOSS, DICE_LOSS)]
+
+  def _log_losses(self, losses: Mapping[str, tf.Tensor],
+                  metrics: Optional[List[tf_keras.metrics.Metric]]
+                  ) -> Dict[str, tf.Tensor]:
+    logs = {self.loss: losses[TOTAL_LOSS]}
+    for metric in metrics or []:
+      metric.update_state(losses[metric.name])
+      logs[metric.name] = metric.result()
+    return logs
+
+  # ----------------------------------------------------------- training ---
+
+  def train_step(self, inputs: Tuple[Any, Any], model: tf_keras.Model,
+                 optimizer: tf_keras.optimizers.Optimizer,
+                 metrics: Optional[List[Any]] = None) -> Dict[str, tf.Tensor]:
+    """One optimizer step with teacher forcing on ground-truth centers."""
+    images, labels = inputs
+    num_replicas = tf.distribute.get_strategy().num_replicas_in_sync
+    with tf.GradientTape() as tape:
+      outputs = model(images, center_indices=labels[keys.CENTER_INDICES],
+                      classes=labels[keys.CLASSES], training=True)
+      outputs = tf.nest.map_structure(lambda x: tf.cast(x, tf.float32),
+                                      outputs)
+      losses = self.build_losses(labels, outputs, aux_losses=model.losses)
+      # Gradients are summed over replicas by the optimizer.
+      scaled_loss = losses[TOTAL_LOSS] / num_replicas
+      if isinstance(optimizer, tf_keras.mixed_precision.LossScaleOptimizer):
+        scaled_loss = optimizer.get_scaled_loss(scaled_loss)
+    variables = model.trainable_variables
+    grads = tape.gradient(scaled_loss, variables)
+    if isinstance(optimizer, tf_keras.mixed_precision.LossScaleOptimizer):
+      grads = optimizer.get_unscaled_gradients(grads)
+    optimizer.apply_gradients(list(zip(grads, variables)))
+    return self._log_losses(losses, metrics)
+
+  # --------------------------------------------------------- validation ---
+
+  def validation_step(self, inputs: Tuple[Any, Any], model: tf_keras.Model,
+                      metrics: Optional[List[Any]] = None
+                      ) -> Dict[str, Any]:
+    """Losses on ground-truth centers, plus the panoptic prediction for PQ."""
+    images, labels = inputs
+    outputs = model(images, training=False)
+    outputs = tf.nest.map_structure(lambda x: tf.cast(x, tf.float32), outputs)
+    # Masks of the ground-truth centers reuse this forward pass's features.
+    outputs[keys.MASK_LOGITS + '_gt'] = tf.cast(model.masks_for_centers(
+        outputs, labels[keys.CENTER_INDICES], labels[keys.CLASSES]),
+                                                 tf.float32)
+    loss_outputs = dict(outputs)
+    loss_outputs[keys.MASK_LOGITS] = outputs[keys.MASK_LOGITS + '_gt']
+    losses = self.build_losses(labels, loss_outputs, aux_losses=model.losses)
+    logs = self._log_losses(losses, metrics)
+    panoptic = self._postprocessor(outputs, tf.shape(images)[1:3])
+    groundtruths = labels[keys.GROUNDTRUTHS]
+    logs[_PANOPTIC_OUTPUTS] = {
+        keys.PANOPTIC_SEGMENT_MAP: panoptic[keys.PANOPTIC_SEGMENT_MAP],
+        keys.SEGMENT_CLASSES_OUT: panoptic[keys.SEGMENT_CLASSES_OUT],
+        keys.SEGMENT_SCORES_OUT: panoptic[keys.SEGMENT_SCORES_OUT],
+        keys.IMAGE_INFO: groundtruths[keys.IMAGE_INFO],
+        keys.GT_SEGMENT_MAP: groundtruths[keys.GT_SEGMENT_MAP],
+        keys.GT_SEGMENT_IDS: groundtruths[keys.GT_SEGMENT_IDS],
+        keys.GT_SEGMENT_CLASSES: groundtruths[keys.GT_SEGMENT_CLASSES],
+        keys.GT_SEGMENT_IS_CROWD: groundtruths[keys.GT_SEGMENT_IS_CROWD],
+        keys.SOURCE_ID: groundtruths[keys.SOURCE_ID],
+    }
+    return logs
+
+  def _categories(self) -> List[Dict[str, Any]]:
+    """PQ categories in training ids (PQ is invariant to the id mapping)."""
+    model_config = self.task_config.model
+    return [{'id': i, 'isthing': int(i < model_config.num_thing_classes),
+             'name': str(i)} for i in range(model_config.num_classes)]
+
+  def set_predictions_dir(self, output_dir: Optional[str],
+                          category_ids: Optional[List[int]] = None) -> None:
+    """Makes evaluation also write COCO panoptic PNG + JSON predictions.
+
+    Args:
+      output_dir: directory of the predictions; None stops writing.
+      category_ids: dataset category id of each training id (from the label
+        map); default: the training ids themselves.
+    """
+    if output_dir is None:
+      self._prediction_writer = None
+      return
+    model_config = self.task_config.model
+    ids = category_ids or list(range(model_config.num_classes))
+    self._prediction_writer = prediction_writer.PanopticPredictionWriter(
+        output_dir, category_ids=ids,
+        is_thing=[i < model_config.num_thing_classes
+                  for i in range(model_config.num_classes)])
+
+  def aggregate_logs(self, state: Optional[panoptic_quality.PanopticQuality],
+                     step_outputs: Mapping[str, Any]
+                     ) -> panoptic_quality.PanopticQuality:
+    """Adds a batch of predictions to the PQ accumulator."""
+    if state is None:
+      state = panoptic_quality.PanopticQuality(self._categories())
+    outputs = step_outputs[_PANOPTIC_OUTPUTS]
+    # Under a distribution strategy each value is a tuple of replica values.
+    per_replica = {k: v if isinstance(v, (tuple, list)) else (v,)
+                   for k, v in outputs.items()}
+    num_replicas = len(per_replica[keys.IMAGE_INFO])
+    for replica in range(num_replicas):
+      batch = {k: np.asarray(v[replica]) for k, v in per_replica.items()}
+      for i in range(batch[keys.IMAGE_INFO].shape[0]):
+        self._add_image(state, {k: v[i] for k, v in batch.items()})
+    return state
+
+  def _add_image(self, state: panoptic_quality.PanopticQuality,
+                 image: Mapping[str, np.ndarray]) -> None:
+    """Adds one image's prediction and ground truth to the accumulator."""
+    info = image[keys.IMAGE_INFO]
+    height, width = np.round(info[0]).astype(np.int64)
+    if height <= 0:  # A padded example of the last batch.
+      return
+    gt_map = image[keys.GT_SEGMENT_MAP][:height, :width]
+    gt_segments = [
+        {'id': int(i), 'category_id': int(c), 'iscrowd': int(crowd)}
+        for i, c, crowd in zip(image[keys.GT_SEGMENT_IDS],
+                               image[keys.GT_SEGMENT_CLASSES],
+                               image[keys.GT_SEGMENT_IS_CROWD])
+        if c != keys.VOID_CLASS
+    ]
+    pred_map = prediction_writer.resize_to_original(
+        image[keys.PANOPTIC_SEGMENT_MAP], image_info=info)
+    classes = image[keys.SEGMENT_CLASSES_OUT]
+    present = np.unique(pred_map)
+    pred_segments = [{'id': int(s), 'category_id': int(classes[s - 1])}
+                     for s in present if s != 0]
+    source_id = image[keys.SOURCE_ID]
+    name = (source_id.decode() if isinstance(source_id, bytes)
+            else str(source_id))
+    state.update(gt_map, gt_segments, pred_map, pred_segments, name=name)
+    if self._prediction_writer is not None:
+      self._prediction_writer.add_segments(
+          image_id=name, file_name=name,
+          segment_map=image[keys.PANOPTIC_SEGMENT_MAP],
+          segment_classes=classes, image_info=info)
+
+  def reduce_aggregated_logs(self, aggregated_logs: Any,
+                             global_step: Optional[tf.Tensor] = None
+                             ) -> Dict[str, float]:
+    """Turns the PQ accumulator into scalar logs (x100, like panopticapi)."""
+    if aggregated_logs is None:
+      return {}
+    result = aggregated_logs.result()
+    logs = {}
+    for group in ('All', 'Things', 'Stuff'):
+      for metric in ('pq', 'sq', 'rq'):
+        logs[f'{metric.upper()}_{group.lower()}'] = (
+            100.0 * result[group][metric])
+    for class_id, values in result['per_class'].items():
+      logs[f'PQ_per_class/{class_id}'] = 100.0 * values['pq']
+    if self._prediction_writer is not None:
+      self._prediction_writer.write_json()
+    if self.logging_dir:
+      record = {'step': int(global_step.numpy()) if global_step is not None
+                else None}
+      record.update({k: float(v) for k, v in logs.items()
+                     if not k.startswith('PQ_per_class/')})
+      record['per_class'] = result['per_class']
+      tf.io.gfile.makedirs(self.logging_dir)
+      with tf.io.gfile.GFile(
+          os.path.join(self.logging_dir, EVAL_METRICS_FILE), 'w') as f:
+        json.dump(record, f, indent=1)
+    return logs

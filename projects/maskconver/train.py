@@ -1,0 +1,67 @@
+"""Trains and evaluates MaskConver with Model Garden's trainer.
+
+  python -m maskconver.train --experiment=maskconver_synthetic \\
+      --mode=train_and_eval --model_dir=/tmp/model \\
+      --config_file=configs/experiments/maskconver_synthetic.yaml \\
+      --params_override='task.train_data.input_path=/data/train-*'
+
+Model Garden's flags: --experiment, --mode (train, eval, train_and_eval,
+continuous_eval), --model_dir, --config_file (repeatable), --params_override,
+--tpu, --gin_file, --gin_params. Re-running the same command resumes from the
+latest checkpoint in --model_dir. Every evaluation writes
+<model_dir>/eval_metrics.json.
+"""
+
+from absl import app
+from absl import flags
+from absl import logging
+
+from official.common import distribute_utils
+from official.common import flags as tfm_flags
+from official.core import task_factory
+from official.core import train_lib
+from official.core import train_utils
+from official.modeling import performance
+
+from maskconver import registry_imports  # pylint: disable=unused-import
+
+FLAGS = flags.FLAGS
+
+
+def main(_) -> None:
+  params = train_utils.parse_configuration(FLAGS)
+  model_dir = FLAGS.model_dir
+  if 'train' in FLAGS.mode:
+    # Eval-only jobs do not write the config, so a continuous evaluator does
+    # not race the trainer for the same file.
+    train_utils.serialize_config(params, model_dir)
+  if params.runtime.mixed_precision_dtype:
+    performance.set_mixed_precision_policy(
+        params.runtime.mixed_precision_dtype)
+  strategy = distribute_utils.get_distribution_strategy(
+      distribution_strategy=params.runtime.distribution_strategy,
+      all_reduce_alg=params.runtime.all_reduce_alg,
+      num_gpus=params.runtime.num_gpus,
+      tpu_address=params.runtime.tpu)
+  with strategy.scope():
+    task = task_factory.get_task(params.task, logging_dir=model_dir)
+  _, eval_logs = train_lib.run_experiment(
+      distribution_strategy=strategy,
+      task=task,
+      mode=FLAGS.mode,
+      params=params,
+      model_dir=model_dir)
+  if eval_logs:
+    logging.info('Final evaluation: %s', {
+        k: v for k, v in eval_logs.items() if '/' not in k})
+
+
+def run() -> None:
+  """Console entry point."""
+  tfm_flags.define_flags()
+  flags.mark_flags_as_required(['experiment', 'mode', 'model_dir'])
+  app.run(main)
+
+
+if __name__ == '__main__':
+  run()
