@@ -31,7 +31,7 @@ setuptools.setup(
         'pyyaml>=6',
     ],
     extras_require={
-        'test': ['pytest>=8', 'pytest-timeout>=2.3'],
+        'test': ['pytest>=8', 'pytest-timeout>=2.3', 'hotcoco>=1.3'],
     },
     entry_points={
         'console_scripts': [

@@ -11,8 +11,9 @@ import tensorflow as tf
 import tf_keras
 
 from maskconver import keys
+from maskconver.modeling.layers import score_activation
 
-MASK_ACTIVATIONS = ('sigmoid', 'hard_sigmoid')
+MASK_ACTIVATIONS = score_activation.ACTIVATIONS
 
 SizeLike = Union[Sequence[int], tf.Tensor]
 
@@ -168,10 +169,8 @@ class PanopticPostprocessor(tf_keras.layers.Layer):
     if not (isinstance(size, tuple) and
             size == tuple(mask_logits.shape[1:3])):
       mask_logits = tf.image.resize(mask_logits, size, method='bilinear')
-    if self.mask_activation == 'sigmoid':
-      probs = tf.sigmoid(mask_logits)
-    else:
-      probs = tf.nn.relu6(mask_logits + 3.0) * (1.0 / 6.0)
+    probs = score_activation.score_activation(mask_logits,
+                                              self.mask_activation)
     outputs = self._merge(probs, classes, scores, valid)
     if candidates is None:
       return outputs

@@ -256,12 +256,6 @@ class MaskConverTask(base_task.Task):
     }
     return logs
 
-  def _categories(self) -> List[Dict[str, Any]]:
-    """PQ categories in training ids (PQ is invariant to the id mapping)."""
-    model_config = self.task_config.model
-    return [{'id': i, 'isthing': int(i < model_config.num_thing_classes),
-             'name': str(i)} for i in range(model_config.num_classes)]
-
   def set_predictions_dir(self, output_dir: Optional[str],
                           category_ids: Optional[List[int]] = None) -> None:
     """Makes evaluation also write COCO panoptic PNG + JSON predictions.
@@ -286,7 +280,11 @@ class MaskConverTask(base_task.Task):
                      ) -> panoptic_quality.PanopticQuality:
     """Adds a batch of predictions to the PQ accumulator."""
     if state is None:
-      state = panoptic_quality.PanopticQuality(self._categories())
+      model_config = self.task_config.model
+      # PQ in training ids equals PQ in dataset ids: the mapping is 1:1.
+      state = panoptic_quality.PanopticQuality(
+          panoptic_quality.training_categories(
+              model_config.num_classes, model_config.num_thing_classes))
     outputs = step_outputs[_PANOPTIC_OUTPUTS]
     # Under a distribution strategy each value is a tuple of replica values.
     per_replica = {k: v if isinstance(v, (tuple, list)) else (v,)
@@ -306,13 +304,11 @@ class MaskConverTask(base_task.Task):
     if height <= 0:  # A padded example of the last batch.
       return
     gt_map = image[keys.GT_SEGMENT_MAP][:height, :width]
-    gt_segments = [
-        {'id': int(i), 'category_id': int(c), 'iscrowd': int(crowd)}
-        for i, c, crowd in zip(image[keys.GT_SEGMENT_IDS],
-                               image[keys.GT_SEGMENT_CLASSES],
-                               image[keys.GT_SEGMENT_IS_CROWD])
-        if c != keys.VOID_CLASS
-    ]
+    gt_segments = panoptic_quality.segments_from_arrays(
+        image[keys.GT_SEGMENT_IDS], image[keys.GT_SEGMENT_CLASSES],
+        image[keys.GT_SEGMENT_IS_CROWD])
+    # Segments too small to survive the resize to the original size vanish
+    # from the map; only the ones left are predictions.
     pred_map = prediction_writer.resize_to_original(
         image[keys.PANOPTIC_SEGMENT_MAP], image_info=info)
     classes = image[keys.SEGMENT_CLASSES_OUT]
