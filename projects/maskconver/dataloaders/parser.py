@@ -11,11 +11,10 @@ same targets (for validation losses), plus `labels[keys.GROUNDTRUTHS]` with
 the original-resolution segment map padded to `eval_groundtruth_padded_size`
 and the segment lists padded to `max_segments`.
 
-Label size: with the defaults at 640x640, K = 100, levels 3..7 and 133 classes
-the training labels take 7.1 MB per example (`targets.label_bytes`): 4.5 MB of
-float32 heatmaps, 2.6 MB of uint8 masks, the rest < 0.2 MB. The mobile recipe
-(level 3 only) takes 6.0 MB. Upstream's [640, 640, 100] float32 masks alone
-take 164 MB.
+Label size (`targets.label_bytes`, K = 100, 133 classes): 7.2 MB per example
+at 640x640 with levels 3..7 (4.5 MB float32 heatmaps, 2.6 MB uint8 masks, the
+rest 0.1 MB), 6.1 MB with level 3 only, 1.0 MB at 256x256 with level 3.
+Upstream's [640, 640, 100] float32 masks alone take 164 MB.
 """
 
 from typing import Any, Dict, Optional, Sequence, Tuple
@@ -34,6 +33,11 @@ def transform_segment_map(segment_map: tf.Tensor, image_info: tf.Tensor,
                           output_size: Sequence[int]) -> tf.Tensor:
   """Applies `resize_and_crop_image`'s resize, crop and pad to a segment map.
 
+  Same result as `tf.image.resize(..., NEAREST_NEIGHBOR)` to the scaled size
+  followed by the crop and pad, but only the output window is computed: the
+  source pixel of output row `r` is `floor((r + offset + 0.5) * in / scaled)`
+  (half-pixel centres, as TF's nearest-neighbour resize).
+
   Args:
     segment_map: int32 [height, width], COCO segment ids.
     image_info: float32 [4, 2], as returned by `resize_and_crop_image`.
@@ -42,16 +46,25 @@ def transform_segment_map(segment_map: tf.Tensor, image_info: tf.Tensor,
   Returns:
     int32 [output_height, output_width]; padding is void (0).
   """
+  segment_map = tf.cast(segment_map, tf.int32)
+  in_size = tf.shape(segment_map)[:2]
   scaled_size = tf.cast(tf.round(image_info[0] * image_info[2]), tf.int32)
   offset = tf.cast(image_info[3], tf.int32)
-  resized = tf.image.resize(
-      tf.cast(segment_map, tf.int32)[..., tf.newaxis], scaled_size,
-      method=tf.image.ResizeMethod.NEAREST_NEIGHBOR)
-  cropped = resized[offset[0]:offset[0] + output_size[0],
-                    offset[1]:offset[1] + output_size[1]]
-  padded = tf.image.pad_to_bounding_box(cropped, 0, 0, output_size[0],
-                                        output_size[1])
-  return padded[..., 0]
+
+  def source_index(axis):
+    position = tf.range(output_size[axis]) + offset[axis]
+    ratio = (tf.cast(in_size[axis], tf.float32) /
+             tf.cast(scaled_size[axis], tf.float32))
+    index = tf.cast(tf.floor((tf.cast(position, tf.float32) + 0.5) * ratio),
+                    tf.int32)
+    return tf.minimum(index, in_size[axis] - 1), position < scaled_size[axis]
+
+  rows, valid_rows = source_index(0)
+  cols, valid_cols = source_index(1)
+  output = tf.gather(tf.gather(segment_map, rows), cols, axis=1)
+  inside = tf.logical_and(valid_rows[:, tf.newaxis], valid_cols[tf.newaxis])
+  output = tf.where(inside, output, keys.VOID_SEGMENT_ID)
+  return tf.ensure_shape(output, list(output_size))
 
 
 class Parser(parser.Parser):

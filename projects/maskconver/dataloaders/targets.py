@@ -29,6 +29,29 @@ CENTER_TYPES = ('mask', 'box')
 LEVEL_SIZE_MEASURES = ('sqrt_area', 'box_side')
 
 
+def _distinct_segment_index(segment_map: tf.Tensor, segment_ids: tf.Tensor):
+  """Looks up each distinct id of the map once (an image has few of them).
+
+  Returns:
+    distinct_index: int32 [num_distinct], list position of each distinct id
+      of the map, -1 for void and unlisted ids.
+    pixel_distinct: int32 [height * width], which distinct id each pixel has.
+  """
+  segment_ids = tf.cast(segment_ids, tf.int32)
+  distinct, pixel_distinct = tf.unique(
+      tf.reshape(tf.cast(segment_map, tf.int32), [-1]))
+  order = tf.argsort(segment_ids, stable=True)
+  # A sentinel past every real id keeps the lookup valid for empty lists.
+  sorted_ids = tf.concat(
+      [tf.gather(segment_ids, order), [tf.int32.max]], axis=0)
+  order = tf.concat([order, [-1]], axis=0)
+  position = tf.searchsorted(sorted_ids, distinct, side='left')
+  found = tf.logical_and(
+      tf.equal(tf.gather(sorted_ids, position), distinct),
+      tf.not_equal(distinct, keys.VOID_SEGMENT_ID))
+  return tf.where(found, tf.gather(order, position), -1), pixel_distinct
+
+
 def segment_index_map(segment_map: tf.Tensor,
                       segment_ids: tf.Tensor) -> tf.Tensor:
   """Maps every pixel to the position of its segment in `segment_ids`.
@@ -41,21 +64,10 @@ def segment_index_map(segment_map: tf.Tensor,
     int32 [height, width], index into `segment_ids`, or -1 for void pixels and
     pixels whose id is not listed.
   """
-  segment_map = tf.cast(segment_map, tf.int32)
-  segment_ids = tf.cast(segment_ids, tf.int32)
-  order = tf.argsort(segment_ids, stable=True)
-  # A sentinel past every real id keeps the lookup valid for empty lists.
-  sorted_ids = tf.concat(
-      [tf.gather(segment_ids, order), [tf.int32.max]], axis=0)
-  order = tf.concat([order, [-1]], axis=0)
-  flat = tf.reshape(segment_map, [1, -1])
-  position = tf.reshape(
-      tf.searchsorted(sorted_ids[tf.newaxis], flat, side='left'), [-1])
-  found = tf.logical_and(
-      tf.equal(tf.gather(sorted_ids, position), flat[0]),
-      tf.not_equal(flat[0], keys.VOID_SEGMENT_ID))
-  index = tf.where(found, tf.gather(order, position), -1)
-  return tf.reshape(index, tf.shape(segment_map))
+  distinct_index, pixel_distinct = _distinct_segment_index(segment_map,
+                                                           segment_ids)
+  return tf.reshape(tf.gather(distinct_index, pixel_distinct),
+                    tf.shape(segment_map))
 
 
 def gaussian_radius(height: tf.Tensor, width: tf.Tensor,
@@ -176,10 +188,13 @@ def _candidate_map(segment_map, segment_ids, segment_classes,
       is_thing, tf.range(num_segments),
       num_segments + segment_classes - num_thing_classes)
   candidate = tf.where(usable, candidate, num_candidates)
-  index = segment_index_map(segment_map, segment_ids)
+  distinct_index, pixel_distinct = _distinct_segment_index(segment_map,
+                                                           segment_ids)
   candidate = tf.concat([candidate, [num_candidates]], axis=0)
-  pixel_candidate = tf.gather(candidate, tf.where(index >= 0, index,
-                                                  num_segments))
+  distinct_candidate = tf.gather(
+      candidate, tf.where(distinct_index >= 0, distinct_index, num_segments))
+  pixel_candidate = tf.reshape(tf.gather(distinct_candidate, pixel_distinct),
+                               tf.shape(segment_map))
   # One entry per candidate plus the void/crowd bucket (class 0, stuff).
   candidate_class = tf.concat([
       tf.where(is_thing, segment_classes, 0),
@@ -187,6 +202,38 @@ def _candidate_map(segment_map, segment_ids, segment_classes,
   ], axis=0)
   candidate_is_thing = tf.range(num_candidates + 1) < num_segments
   return pixel_candidate, num_candidates, candidate_class, candidate_is_thing
+
+
+def _candidate_statistics(pixel_candidate: tf.Tensor, buckets: tf.Tensor):
+  """Pixel count, coordinate sums and bounding box of every candidate.
+
+  Per-row and per-column histograms (one batched bincount each) replace
+  per-pixel scatters, which are several times slower on CPU.
+
+  Args:
+    pixel_candidate: int32 [height, width], values in [0, buckets).
+    buckets: int32 [], number of candidates.
+
+  Returns:
+    area int32, y_sum int64, x_sum int64, y_min, y_max, x_min, x_max int32,
+    each [buckets] (the box of an empty candidate is meaningless).
+  """
+  def histogram(values):
+    counts = tf.math.bincount(values, minlength=buckets, maxlength=buckets,
+                              axis=-1)
+    position = tf.range(tf.shape(values)[0])
+    present = counts > 0
+    first = tf.argmax(present, axis=0, output_type=tf.int32)
+    last = (tf.shape(values)[0] - 1 -
+            tf.argmax(present[::-1], axis=0, output_type=tf.int32))
+    coordinate_sum = tf.reduce_sum(
+        tf.cast(counts, tf.int64) * tf.cast(position, tf.int64)[:, tf.newaxis],
+        axis=0)
+    return tf.reduce_sum(counts, axis=0), coordinate_sum, first, last
+
+  area, y_sum, y_min, y_max = histogram(pixel_candidate)
+  _, x_sum, x_min, x_max = histogram(tf.transpose(pixel_candidate))
+  return area, y_sum, x_sum, y_min, y_max, x_min, x_max
 
 
 def build_targets(segment_map: tf.Tensor,
@@ -267,18 +314,9 @@ def build_targets(segment_map: tf.Tensor,
   pixel_candidate, num_candidates, candidate_class, candidate_is_thing = (
       _candidate_map(segment_map, segment_ids, segment_classes,
                      segment_is_crowd, num_classes, num_thing_classes))
-  flat = tf.reshape(pixel_candidate, [-1])
   buckets = num_candidates + 1
-  ys, xs = tf.meshgrid(tf.range(height), tf.range(width), indexing='ij')
-  ys = tf.reshape(ys, [-1])
-  xs = tf.reshape(xs, [-1])
-  area = tf.math.unsorted_segment_sum(tf.ones_like(flat), flat, buckets)
-  y_sum = tf.math.unsorted_segment_sum(tf.cast(ys, tf.int64), flat, buckets)
-  x_sum = tf.math.unsorted_segment_sum(tf.cast(xs, tf.int64), flat, buckets)
-  y_min = tf.math.unsorted_segment_min(ys, flat, buckets)
-  y_max = tf.math.unsorted_segment_max(ys, flat, buckets)
-  x_min = tf.math.unsorted_segment_min(xs, flat, buckets)
-  x_max = tf.math.unsorted_segment_max(xs, flat, buckets)
+  stats = _candidate_statistics(pixel_candidate, buckets)
+  area, y_sum, x_sum, y_min, y_max, x_min, x_max = stats
   valid_candidate = tf.logical_and(area > 0,
                                    tf.range(buckets) < num_candidates)
 
@@ -327,11 +365,11 @@ def build_targets(segment_map: tf.Tensor,
   is_thing = tf.logical_and(valid, take(candidate_is_thing))
 
   # Pixels the heatmap loss ignores: void, crowd and dropped candidates.
-  dropped = tf.logical_and(valid_candidate, slot_of_candidate < 0)
-  heatmap_ignore = tf.logical_or(
-      tf.equal(pixel_candidate, num_candidates),
-      tf.gather(dropped, pixel_candidate))
-  heatmap_ignore = tf.cast(heatmap_ignore, tf.float32)
+  ignored_bucket = tf.logical_or(
+      tf.logical_and(valid_candidate, slot_of_candidate < 0),
+      tf.equal(tf.range(buckets), num_candidates))
+  heatmap_ignore = tf.gather(tf.cast(ignored_bucket, tf.float32),
+                             pixel_candidate)
 
   heatmaps, heatmap_weights = {}, {}
   center_indices = tf.zeros([k], tf.int32)
@@ -347,9 +385,14 @@ def build_targets(segment_map: tf.Tensor,
     at_level = tf.logical_and(valid, tf.equal(levels, level))
     heatmaps[str(level)] = draw_gaussians(cells, radius, classes, at_level,
                                           (grid_h, grid_w), num_classes)
-    fraction = tf.reduce_mean(
-        tf.reshape(heatmap_ignore, [grid_h, stride, grid_w, stride]),
-        axis=[1, 3])
+    # Ignored fraction per cell; coarser levels average 2x2 finer cells.
+    if level == min_level:
+      fraction = tf.reduce_mean(
+          tf.reshape(heatmap_ignore, [grid_h, stride, grid_w, stride]),
+          axis=[1, 3])
+    else:
+      fraction = tf.reduce_mean(
+          tf.reshape(fraction, [grid_h, 2, grid_w, 2]), axis=[1, 3])
     weight = tf.cast(fraction <= heatmap_ignore_fraction, tf.float32)
     heatmap_weights[str(level)] = tf.tensor_scatter_nd_max(
         weight, cells, tf.cast(at_level, tf.float32))

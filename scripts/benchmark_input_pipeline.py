@@ -1,0 +1,182 @@
+"""Measures training input throughput: decode + parse + batch, images/s.
+
+Usage:
+  python scripts/benchmark_input_pipeline.py [--records='/path/train*']
+      [--image_size=640] [--num_images=16] [--batch=8] [--runs=5]
+      [--batches_per_run=8] [--threads=0]
+
+Without --records it writes a small synthetic dataset
+(`maskconver.data.synthetic`, converted by
+`maskconver.data.convert_coco_panoptic`) of `--num_images` square images into
+a temporary directory. The records are read in a loop without caching, so
+every image is decoded (JPEG + panoptic PNG) and parsed each time. The
+synthetic stuff classes are shifted to COCO's layout (80 things, 133 classes)
+so heatmaps have COCO's channel count.
+
+Configurations timed (training mode, paper augmentation: scale jitter
+0.05-2.9, flip, K = 100):
+  640 R50 heads:     640x640, levels 3..7
+  640 mobile:        640x640, level 3
+  640 + copy-paste:  640x640, level 3, copy_paste_prob 1
+  256 mobile:        256x256, level 3
+Prints a table (median, min and max images/s over the timed runs, and the
+median process CPU milliseconds per image, which is robust to other load on
+the machine), then one JSON line with the same numbers.
+"""
+
+import argparse
+import json
+import os
+import statistics
+import tempfile
+import time
+from typing import Dict, List, Tuple
+
+import tensorflow as tf
+
+from maskconver import keys
+from maskconver.data import convert_coco_panoptic
+from maskconver.data import synthetic
+from maskconver.dataloaders import copy_paste
+from maskconver.dataloaders import parser as parser_lib
+from maskconver.dataloaders import targets
+from maskconver.dataloaders import tf_example_decoder
+
+COCO_NUM_CLASSES = 133
+COCO_NUM_THINGS = 80
+CONFIGS = (
+    ('640 R50 heads', 640, 3, 7, 0.0),
+    ('640 mobile', 640, 3, 3, 0.0),
+    ('640 + copy-paste', 640, 3, 3, 1.0),
+    ('256 mobile', 256, 3, 3, 0.0),
+)
+
+
+def _write_records(directory: str, num_images: int, image_size: int) -> str:
+  paths = synthetic.generate(os.path.join(directory, 'synthetic'),
+                             num_train=num_images, num_val=0,
+                             image_size=image_size, seed=0)
+  train = paths['train']
+  result = convert_coco_panoptic.convert(
+      train['image_dir'], train['panoptic_json'],
+      train['panoptic_masks_dir'], os.path.join(directory, 'train'),
+      num_shards=2, progress=False)
+  return ','.join(result.shard_paths)
+
+
+def _coco_class_layout(num_dataset_things: int):
+  """Moves the dataset's stuff ids behind COCO's 80 thing ids."""
+  def remap(decoded: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+    decoded = dict(decoded)
+    classes = decoded[keys.SEGMENT_CLASS_LIST]
+    decoded[keys.SEGMENT_CLASS_LIST] = tf.where(
+        classes >= num_dataset_things,
+        classes - num_dataset_things + COCO_NUM_THINGS, classes)
+    return decoded
+  return remap
+
+
+def _dataset(files: List[str], output_size: int, min_level: int,
+             max_level: int, copy_paste_prob: float, batch: int,
+             threads: int) -> tf.data.Dataset:
+  decoder = tf_example_decoder.TfExampleDecoder()
+  parser = parser_lib.Parser(
+      output_size=[output_size, output_size], min_level=min_level,
+      max_level=max_level, num_classes=COCO_NUM_CLASSES,
+      num_thing_classes=COCO_NUM_THINGS, max_instances=100,
+      aug_rand_hflip=True, aug_scale_min=0.05, aug_scale_max=2.9,
+      copy_paste_prob=copy_paste_prob)
+  dataset = tf.data.TFRecordDataset(files).repeat()
+  dataset = dataset.map(decoder.decode, num_parallel_calls=tf.data.AUTOTUNE)
+  dataset = dataset.map(_coco_class_layout(len(synthetic.THING_IDS)))
+  if copy_paste_prob > 0:
+    dataset = copy_paste.pair_examples(dataset)
+  dataset = dataset.map(parser.parse_fn(is_training=True),
+                        num_parallel_calls=tf.data.AUTOTUNE)
+  dataset = dataset.batch(batch, drop_remainder=True)
+  dataset = dataset.prefetch(tf.data.AUTOTUNE)
+  options = tf.data.Options()
+  options.deterministic = False
+  if threads:
+    options.threading.private_threadpool_size = threads
+  return dataset.with_options(options)
+
+
+def _time(dataset: tf.data.Dataset, batch: int, runs: int,
+          batches_per_run: int) -> Tuple[List[float], List[float]]:
+  """Images/s (wall clock) and process CPU ms per image of each run.
+
+  CPU time per image is robust to other processes sharing the machine;
+  images/s is what a trainer sees.
+  """
+  iterator = iter(dataset)
+  for _ in range(3):  # Warm-up: tracing, thread pools, autotuning.
+    next(iterator)
+  rates, cpu_ms = [], []
+  for _ in range(runs):
+    start, start_cpu = time.perf_counter(), time.process_time()
+    for _ in range(batches_per_run):
+      images, _ = next(iterator)
+    images.numpy()
+    num_images = batch * batches_per_run
+    rates.append(num_images / (time.perf_counter() - start))
+    cpu_ms.append((time.process_time() - start_cpu) * 1000.0 / num_images)
+  return rates, cpu_ms
+
+
+def main() -> None:
+  arg_parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  arg_parser.add_argument('--records', default='',
+                          help='comma-separated TFRecord globs; default: '
+                          'write synthetic records to a temp dir')
+  arg_parser.add_argument('--image_size', type=int, default=640,
+                          help='side of the synthetic source images')
+  arg_parser.add_argument('--num_images', type=int, default=16)
+  arg_parser.add_argument('--batch', type=int, default=8)
+  arg_parser.add_argument('--runs', type=int, default=5)
+  arg_parser.add_argument('--batches_per_run', type=int, default=8)
+  arg_parser.add_argument('--threads', type=int, default=0,
+                          help='tf.data private thread pool size (0: TF '
+                          'default)')
+  args = arg_parser.parse_args()
+
+  with tempfile.TemporaryDirectory() as directory:
+    patterns = args.records or _write_records(directory, args.num_images,
+                                              args.image_size)
+    files = sorted(f for p in patterns.split(',') for f in tf.io.gfile.glob(p))
+    if not files:
+      arg_parser.error(f'--records={args.records!r} matches no file')
+    results = []
+    for name, size, min_level, max_level, paste in CONFIGS:
+      rates, cpu_ms = _time(_dataset(files, size, min_level, max_level, paste,
+                             args.batch, args.threads),
+                    args.batch, args.runs, args.batches_per_run)
+      results.append({
+          'config': name, 'output_size': size,
+          'levels': f'{min_level}..{max_level}', 'copy_paste_prob': paste,
+          'images_per_s': round(statistics.median(rates), 1),
+          'min_images_per_s': round(min(rates), 1),
+          'max_images_per_s': round(max(rates), 1),
+          'cpu_ms_per_image': round(statistics.median(cpu_ms), 1),
+          'label_mb': round(targets.label_bytes(
+              (size, size), min_level, max_level, COCO_NUM_CLASSES, 100) / 1e6,
+                            2),
+      })
+
+  print(f'{"config":<18} {"levels":>6} {"img/s median":>13} {"min":>7} '
+        f'{"max":>7} {"CPU ms/img":>11} {"label MB":>9}')
+  for r in results:
+    print(f'{r["config"]:<18} {r["levels"]:>6} {r["images_per_s"]:>13.1f} '
+          f'{r["min_images_per_s"]:>7.1f} {r["max_images_per_s"]:>7.1f} '
+          f'{r["cpu_ms_per_image"]:>11.1f} {r["label_mb"]:>9.2f}')
+  print(json.dumps({
+      'benchmark': 'input_pipeline', 'source': args.records or
+      f'synthetic {args.num_images} x {args.image_size}px',
+      'batch': args.batch, 'runs': args.runs,
+      'batches_per_run': args.batches_per_run, 'cpu_count': os.cpu_count(),
+      'load_average_1min_after': round(os.getloadavg()[0], 2),
+      'results': results}))
+
+
+if __name__ == '__main__':
+  main()
