@@ -15,6 +15,7 @@ from official.vision.dataloaders import input_reader_factory
 
 from maskconver import keys
 from maskconver.configs import maskconver as maskconver_cfg
+from maskconver.data import label_map
 from maskconver.dataloaders import copy_paste
 from maskconver.dataloaders import parser as parser_lib
 from maskconver.dataloaders import tf_example_decoder
@@ -32,6 +33,12 @@ DICE_LOSS = 'mask_dice_loss'
 # Where validation steps hand per-image results to aggregate_logs.
 _PANOPTIC_OUTPUTS = 'panoptic_outputs'
 EVAL_METRICS_FILE = 'eval_metrics.json'
+
+
+def _float_outputs(outputs: Mapping[str, Any]) -> Dict[str, Any]:
+  """Casts floating outputs to float32 (mixed precision); keeps int outputs."""
+  return tf.nest.map_structure(
+      lambda x: tf.cast(x, tf.float32) if x.dtype.is_floating else x, outputs)
 
 
 def build_parser(model_config: maskconver_cfg.MaskConverModel,
@@ -210,8 +217,7 @@ class MaskConverTask(base_task.Task):
     with tf.GradientTape() as tape:
       outputs = model(images, center_indices=labels[keys.CENTER_INDICES],
                       classes=labels[keys.CLASSES], training=True)
-      outputs = tf.nest.map_structure(lambda x: tf.cast(x, tf.float32),
-                                      outputs)
+      outputs = _float_outputs(outputs)
       losses = self.build_losses(labels, outputs, aux_losses=model.losses)
       # Gradients are summed over replicas by the optimizer.
       scaled_loss = losses[TOTAL_LOSS] / num_replicas
@@ -231,14 +237,13 @@ class MaskConverTask(base_task.Task):
                       ) -> Dict[str, Any]:
     """Losses on ground-truth centers, plus the panoptic prediction for PQ."""
     images, labels = inputs
-    outputs = model(images, training=False)
-    outputs = tf.nest.map_structure(lambda x: tf.cast(x, tf.float32), outputs)
-    # Masks of the ground-truth centers reuse this forward pass's features.
-    outputs[keys.MASK_LOGITS + '_gt'] = tf.cast(model.masks_for_centers(
-        outputs, labels[keys.CENTER_INDICES], labels[keys.CLASSES]),
-                                                 tf.float32)
+    outputs = _float_outputs(model(images, training=False))
+    # The losses use the masks of the ground-truth centers, computed from this
+    # forward pass's features.
     loss_outputs = dict(outputs)
-    loss_outputs[keys.MASK_LOGITS] = outputs[keys.MASK_LOGITS + '_gt']
+    loss_outputs[keys.MASK_LOGITS] = tf.cast(
+        model.masks_for_centers(outputs, labels[keys.CENTER_INDICES],
+                                labels[keys.CLASSES]), tf.float32)
     losses = self.build_losses(labels, loss_outputs, aux_losses=model.losses)
     logs = self._log_losses(losses, metrics)
     panoptic = self._postprocessor(outputs, tf.shape(images)[1:3])
@@ -325,6 +330,19 @@ class MaskConverTask(base_task.Task):
           segment_map=image[keys.PANOPTIC_SEGMENT_MAP],
           segment_classes=classes, image_info=info)
 
+  def _class_names(self) -> List[str]:
+    """Class names from validation_data.label_map_path, else the ids."""
+    model_config = self.task_config.model
+    path = self.task_config.validation_data.label_map_path
+    if not path:
+      return [str(i) for i in range(model_config.num_classes)]
+    names = label_map.LabelMap.load(path).names
+    if len(names) != model_config.num_classes:
+      raise ValueError(
+          f'task.validation_data.label_map_path {path} has {len(names)} '
+          f'classes, the model {model_config.num_classes}')
+    return list(names)
+
   def reduce_aggregated_logs(self, aggregated_logs: Any,
                              global_step: Optional[tf.Tensor] = None
                              ) -> Dict[str, float]:
@@ -337,8 +355,9 @@ class MaskConverTask(base_task.Task):
       for metric in ('pq', 'sq', 'rq'):
         logs[f'{metric.upper()}_{group.lower()}'] = (
             100.0 * result[group][metric])
+    names = self._class_names()
     for class_id, values in result['per_class'].items():
-      logs[f'PQ_per_class/{class_id}'] = 100.0 * values['pq']
+      logs[f'PQ_per_class/{names[int(class_id)]}'] = 100.0 * values['pq']
     if self._prediction_writer is not None:
       self._prediction_writer.write_json()
     if self.logging_dir:
