@@ -193,6 +193,10 @@ class MaskConverTask(cfg.TaskConfig):
     losses: loss config.
     init_checkpoint: checkpoint to initialize from (e.g. ImageNet backbone).
     init_checkpoint_modules: 'all' or a list of model.checkpoint_items keys.
+    predictions_dir: if set, every evaluation also writes its predictions in
+      the COCO panoptic format (`panoptic/*.png` + `panoptic.json`, with the
+      dataset's category ids from validation_data.label_map_path) there, for
+      the official evaluator or `maskconver.tools.evaluate_pq`.
   """
   model: MaskConverModel = dataclasses.field(default_factory=MaskConverModel)
   train_data: DataConfig = dataclasses.field(
@@ -204,3 +208,4 @@ class MaskConverTask(cfg.TaskConfig):
   init_checkpoint: Optional[str] = None
   init_checkpoint_modules: List[str] = dataclasses.field(
       default_factory=lambda: ['backbone'])
+  predictions_dir: str = ''

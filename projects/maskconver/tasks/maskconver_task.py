@@ -41,6 +41,28 @@ def _float_outputs(outputs: Mapping[str, Any]) -> Dict[str, Any]:
       lambda x: tf.cast(x, tf.float32) if x.dtype.is_floating else x, outputs)
 
 
+def _global_batch_mean(total: tf.Tensor, count: tf.Tensor) -> tf.Tensor:
+  """`total / max(count, 1)` over the global batch, as one replica's share.
+
+  Args:
+    total: float32 [], this replica's sum of per-item losses.
+    count: float32 [], this replica's number of items (centers, masks).
+
+  Returns:
+    float32 [], `num_replicas * total / max(global count, 1)`: the mean of
+    these values over the replicas (what Model Garden logs; the summed,
+    1 / num_replicas-scaled gradients follow it) is the loss of the global
+    batch, so training does not depend on how the batch is split.
+  """
+  context = tf.distribute.get_replica_context()
+  num_replicas = 1
+  if context is not None and context.num_replicas_in_sync > 1:
+    num_replicas = context.num_replicas_in_sync
+    count = context.all_reduce(tf.distribute.ReduceOp.SUM,
+                               tf.stop_gradient(count))
+  return total * float(num_replicas) / tf.maximum(count, 1.0)
+
+
 def build_parser(model_config: maskconver_cfg.MaskConverModel,
                  data_config: maskconver_cfg.DataConfig) -> parser_lib.Parser:
   """Builds the parser of one input from the model and data configs."""
@@ -96,7 +118,6 @@ class MaskConverTask(base_task.Task):
     super().__init__(params, logging_dir=logging_dir, name=name)
     model_config = params.model
     self._postprocessor = build_postprocessor(model_config)
-    self._pq = None
     self._prediction_writer = None
 
   # --------------------------------------------------------------- model ---
@@ -174,17 +195,25 @@ class MaskConverTask(base_task.Task):
       aux_losses: regularization losses of the model.
 
     Returns:
-      {TOTAL_LOSS, HEATMAP_LOSS, BCE_LOSS, DICE_LOSS}, per replica.
+      {TOTAL_LOSS, HEATMAP_LOSS, BCE_LOSS, DICE_LOSS}, per replica. The focal
+      loss is normalized by the centers and the mask losses by the masks of
+      the global batch (summed over replicas), so that the replicas' mean is
+      the loss of the global batch.
     """
     config = self.task_config.losses
-    heatmap_loss = losses_lib.focal_loss(
+    heatmap_sum, num_centers = losses_lib.focal_loss_terms(
         model_outputs[keys.CLASS_HEATMAP_LOGITS], labels[keys.CENTER_HEATMAPS],
         labels[keys.HEATMAP_WEIGHTS], alpha=config.focal_alpha,
         beta=config.focal_beta)
+    heatmap_loss = _global_batch_mean(heatmap_sum, num_centers)
     mask_args = (model_outputs[keys.MASK_LOGITS], labels[keys.MASKS],
-                 labels[keys.MASK_WEIGHTS], labels[keys.VALID])
-    bce_loss = losses_lib.mask_bce_loss(*mask_args)
-    dice_loss = losses_lib.mask_dice_loss(*mask_args)
+                 labels[keys.MASK_WEIGHTS])
+    valid = tf.cast(labels[keys.VALID], tf.float32)
+    num_masks = tf.reduce_sum(valid)
+    bce_loss = _global_batch_mean(
+        tf.reduce_sum(valid * losses_lib.per_mask_bce(*mask_args)), num_masks)
+    dice_loss = _global_batch_mean(
+        tf.reduce_sum(valid * losses_lib.per_mask_dice(*mask_args)), num_masks)
     total = (config.heatmap_weight * heatmap_loss +
              config.bce_weight * bce_loss + config.dice_weight * dice_loss)
     if aux_losses:
@@ -261,22 +290,18 @@ class MaskConverTask(base_task.Task):
     }
     return logs
 
-  def set_predictions_dir(self, output_dir: Optional[str],
-                          category_ids: Optional[List[int]] = None) -> None:
-    """Makes evaluation also write COCO panoptic PNG + JSON predictions.
-
-    Args:
-      output_dir: directory of the predictions; None stops writing.
-      category_ids: dataset category id of each training id (from the label
-        map); default: the training ids themselves.
-    """
-    if output_dir is None:
-      self._prediction_writer = None
-      return
+  def _new_prediction_writer(
+      self) -> Optional[prediction_writer.PanopticPredictionWriter]:
+    """A writer into task.predictions_dir, or None when it is not set."""
+    output_dir = self.task_config.predictions_dir
+    if not output_dir:
+      return None
     model_config = self.task_config.model
-    ids = category_ids or list(range(model_config.num_classes))
-    self._prediction_writer = prediction_writer.PanopticPredictionWriter(
-        output_dir, category_ids=ids,
+    path = self.task_config.validation_data.label_map_path
+    category_ids = (label_map.LabelMap.load(path).coco_ids if path else
+                    list(range(model_config.num_classes)))
+    return prediction_writer.PanopticPredictionWriter(
+        output_dir, category_ids=category_ids,
         is_thing=[i < model_config.num_thing_classes
                   for i in range(model_config.num_classes)])
 
@@ -290,6 +315,8 @@ class MaskConverTask(base_task.Task):
       state = panoptic_quality.PanopticQuality(
           panoptic_quality.training_categories(
               model_config.num_classes, model_config.num_thing_classes))
+      # One writer per evaluation: its JSON lists this evaluation's images.
+      self._prediction_writer = self._new_prediction_writer()
     outputs = step_outputs[_PANOPTIC_OUTPUTS]
     # Under a distribution strategy each value is a tuple of replica values.
     per_replica = {k: v if isinstance(v, (tuple, list)) else (v,)
