@@ -144,3 +144,34 @@ def test_pairing_and_parser_wiring(make_decoded):
   with pytest.raises(ValueError, match='pair_examples'):
     parser._parse_train_data(make_decoded(np.zeros((32, 32), np.int32),
                                           [], [], []))
+
+
+def test_place_source_segment_map_equals_resize_flip_place(make_decoded):
+  rng = np.random.default_rng(1)
+  for _ in range(10):
+    h, w, canvas_h, canvas_w = (int(v) for v in rng.integers(3, 40, 4))
+    src = rng.integers(0, 50, (h, w)).astype(np.int32)
+    scale, flip = float(rng.uniform(0.3, 2.5)), bool(rng.integers(2))
+    position = rng.uniform(size=2).astype(np.float32)
+    placed = copy_paste.place_source(
+        make_decoded(src, [], [], []), canvas_h, canvas_w,
+        tf.constant(scale), tf.constant(flip), tf.constant(position))
+    # Reference: resize the whole map, flip, then paste it at the offset.
+    fit = min(canvas_h / h, canvas_w / w)
+    scaled = [max(int(np.round(np.float32(h) * np.float32(fit * scale))), 1),
+              max(int(np.round(np.float32(w) * np.float32(fit * scale))), 1)]
+    resized = tf.image.resize(src[..., None], scaled, method='nearest')
+    resized = resized.numpy()[..., 0]
+    if flip:
+      resized = resized[:, ::-1]
+    canvas = np.zeros((canvas_h, canvas_w), np.int32)
+    offsets = []
+    for size, extent, rel in zip((canvas_h, canvas_w), scaled, position):
+      low, high = min(size - extent, 0), max(size - extent, 0)
+      offsets.append(min(low + int(np.floor(rel * (high - low + 1))), high))
+    for r in range(scaled[0]):
+      for c in range(scaled[1]):
+        y, x = r + offsets[0], c + offsets[1]
+        if 0 <= y < canvas_h and 0 <= x < canvas_w:
+          canvas[y, x] = resized[r, c]
+    np.testing.assert_array_equal(placed[keys.SEGMENT_MAP].numpy(), canvas)

@@ -66,12 +66,11 @@ def paste_segments(destination: Dict[str, tf.Tensor],
       tf.boolean_mask(tf.cast(source[keys.SEGMENT_CROWD_LIST], tf.bool),
                       selected)
   ], axis=0)
-  index = tf.reshape(targets.segment_index_map(segment_map, ids), [-1])
-  num_segments = tf.shape(ids)[0]
-  pixels = tf.math.unsorted_segment_sum(
-      tf.ones_like(index), tf.where(index >= 0, index, num_segments),
-      num_segments + 1)[:num_segments]
-  keep = pixels > 0
+  # Keep the listed segments that still own a pixel.
+  present = tf.concat(
+      [tf.sort(tf.unique(tf.reshape(segment_map, [-1]))[0]), [tf.int32.max]],
+      axis=0)
+  keep = tf.equal(tf.gather(present, tf.searchsorted(present, ids)), ids)
 
   output = dict(destination)
   output.pop(keys.COPY_PASTE_SOURCE, None)
@@ -124,24 +123,47 @@ def place_source(source: Dict[str, tf.Tensor], height: tf.Tensor,
   canvas = tf.stack([height, width])
   fit = tf.reduce_min(tf.cast(canvas, tf.float32) / src_size)
   scaled = tf.maximum(tf.cast(tf.round(src_size * fit * scale), tf.int32), 1)
-  image = tf.image.resize(source[keys.IMAGE], scaled, method='bilinear')
-  image = tf.cast(tf.round(tf.clip_by_value(image, 0.0, 255.0)), tf.uint8)
-  segment_map = tf.image.resize(
-      tf.cast(source[keys.SEGMENT_MAP], tf.int32)[..., tf.newaxis], scaled,
-      method='nearest')
-  image, segment_map = tf.cond(
-      flip, lambda: (image[:, ::-1], segment_map[:, ::-1]),
-      lambda: (image, segment_map))
   low = tf.minimum(canvas - scaled, 0)
   high = tf.maximum(canvas - scaled, 0)
   offset = low + tf.cast(
       tf.floor(position * tf.cast(high - low + 1, tf.float32)), tf.int32)
   offset = tf.minimum(offset, high)
+
+  image = tf.image.resize(source[keys.IMAGE], scaled, method='bilinear')
+  image = tf.cond(flip, lambda: image[:, ::-1], lambda: image)
+  image = _place(image, offset[0], offset[1], height, width)
   placed = dict(source)
-  placed[keys.IMAGE] = _place(image, offset[0], offset[1], height, width)
-  placed[keys.SEGMENT_MAP] = _place(segment_map, offset[0], offset[1], height,
-                                    width)[..., 0]
+  placed[keys.IMAGE] = tf.cast(
+      tf.round(tf.clip_by_value(image, 0.0, 255.0)), tf.uint8)
+  placed[keys.SEGMENT_MAP] = _nearest_place(
+      tf.cast(source[keys.SEGMENT_MAP], tf.int32), scaled, offset, flip,
+      canvas)
   return placed
+
+
+def _nearest_place(segment_map, scaled, offset, flip, canvas):
+  """Nearest resize to `scaled`, optional flip and placement at `offset`.
+
+  Equals `tf.image.resize(..., 'nearest')` followed by the flip and `_place`,
+  but reads only the source pixels that land on the canvas.
+  """
+  in_size = tf.shape(segment_map)
+
+  def source_index(axis, flipped):
+    position = tf.range(canvas[axis]) - offset[axis]
+    inside = tf.logical_and(position >= 0, position < scaled[axis])
+    position = tf.where(flipped, scaled[axis] - 1 - position, position)
+    ratio = (tf.cast(in_size[axis], tf.float32) /
+             tf.cast(scaled[axis], tf.float32))
+    index = tf.cast(tf.floor((tf.cast(position, tf.float32) + 0.5) * ratio),
+                    tf.int32)
+    return tf.clip_by_value(index, 0, in_size[axis] - 1), inside
+
+  rows, inside_rows = source_index(0, tf.constant(False))
+  cols, inside_cols = source_index(1, flip)
+  placed = tf.gather(tf.gather(segment_map, rows), cols, axis=1)
+  inside = tf.logical_and(inside_rows[:, tf.newaxis], inside_cols[tf.newaxis])
+  return tf.where(inside, placed, keys.VOID_SEGMENT_ID)
 
 
 def _seed(seed: Optional[int], index: int) -> Optional[int]:
@@ -227,10 +249,7 @@ def random_copy_paste(destination: Dict[str, tf.Tensor],
         tf.random.uniform([2], seed=_seed(seed, 4)))
     return paste_segments(destination, placed, selected)
 
-  def keep():
-    return {k: tf.identity(v) for k, v in destination.items()}
-
-  return tf.cond(apply, paste, keep)
+  return tf.cond(apply, paste, lambda: destination)
 
 
 def _empty_like(spec: tf.TensorSpec) -> tf.Tensor:

@@ -293,7 +293,9 @@ def build_targets(segment_map: tf.Tensor,
       gets weight 0.
 
   Returns:
-    A dict with the `keys.py` training label keys.
+    A dict with the `keys.py` training label keys. Padded slots have VALID 0,
+    CLASSES 0, IS_THING False, CENTERS (0, 0), CENTER_INDICES 0, LEVELS
+    `min_level` and all-zero MASKS.
   """
   if center_type not in CENTER_TYPES:
     raise ValueError(f'center_type must be one of {CENTER_TYPES}, got '
