@@ -132,8 +132,11 @@ def test_eval_keeps_original_segment_map(make_decoded):
   assert gt[keys.SOURCE_ID] == b'000123'
   # Scale min(32 / 24, 32 / 40) = 0.8 -> 19x32 content.
   np.testing.assert_allclose(
-      gt[keys.IMAGE_INFO], [[24, 40], [32, 32], [19 / 24, 0.8], [0, 0]],
+      gt[keys.IMAGE_INFO], [[24, 40], [19, 32], [19 / 24, 0.8], [0, 0]],
       rtol=1e-6)
+  # Rows 19.. of the image are padding, and void in the targets.
+  np.testing.assert_array_equal(image.numpy()[19:], 0.0)
+  np.testing.assert_array_equal(labels[keys.MASK_WEIGHTS].numpy()[5:], 0.0)
   # Only the stuff is a target (the thing is crowd).
   assert labels[keys.NUM_INSTANCES].numpy() == 1
   assert labels[keys.CLASSES].numpy()[0] == 2

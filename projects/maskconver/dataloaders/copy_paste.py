@@ -22,6 +22,7 @@ import tensorflow as tf
 from maskconver import keys
 from maskconver.dataloaders import targets
 
+
 def paste_segments(destination: Dict[str, tf.Tensor],
                    source: Dict[str, tf.Tensor],
                    selected: tf.Tensor) -> Dict[str, tf.Tensor]:

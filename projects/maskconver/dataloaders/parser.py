@@ -8,8 +8,12 @@ with nearest-neighbour resizing, padding is void), then the targets of
 
 Evaluation: resize keeping the aspect ratio to fit `output_size` and pad, the
 same targets (for validation losses), plus `labels[keys.GROUNDTRUTHS]` with
-the original-resolution segment map padded to `eval_groundtruth_padded_size`
-and the segment lists padded to `max_segments`.
+the original-resolution segment map padded to `eval_groundtruth_padded_size`,
+the segment lists padded to `max_segments`, and IMAGE_INFO whose row 1 is the
+content size `round(original * scale)` inside the padded image.
+
+Centers, cells and masks follow the conventions of `targets.py`: pixel
+`(i, j)` covers `[i, i + 1) x [j, j + 1)` of the output image.
 
 Label size (`targets.label_bytes`, K = 100, 133 classes): 7.2 MB per example
 at 640x640 with levels 3..7 (4.5 MB float32 heatmaps, 2.6 MB uint8 masks, the
@@ -266,6 +270,12 @@ class Parser(parser.Parser):
     image, segment_map, image_info = self._resize(decoded[keys.IMAGE],
                                                   original_map, 1.0, 1.0)
     labels = self._build_labels(segment_map, decoded)
+    # Row 1 becomes the size of the image content inside the padded output,
+    # as keys.IMAGE_INFO documents (`resize_and_crop_image` puts the desired
+    # output size there).
+    scaled_size = tf.round(image_info[0] * image_info[2])
+    image_info = tf.stack(
+        [image_info[0], scaled_size, image_info[2], image_info[3]])
     labels[keys.GROUNDTRUTHS] = self._groundtruths(decoded, original_map,
                                                    image_info)
     return image, labels
