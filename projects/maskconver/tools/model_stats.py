@@ -33,15 +33,26 @@ from official.modeling import hyperparams
 from maskconver import registry_imports  # pylint: disable=unused-import
 from maskconver.modeling import factory
 
-_EXPERIMENT = flags.DEFINE_string(
-    'experiment', None, 'Registered experiment name, e.g. maskconver_r50_coco.')
-_CONFIG_FILE = flags.DEFINE_multi_string(
-    'config_file', None, 'YAML files overriding the experiment.')
-_PARAMS_OVERRIDE = flags.DEFINE_string(
-    'params_override', None, 'Overrides as a YAML string or key=value list.')
-_INPUT_SIZE = flags.DEFINE_string(
-    'input_size', None,
-    'HxW network input; default: the experiment\'s model.input_size.')
+FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+  """Defines the command-line flags (only when run as a program).
+
+  Importing this module for its functions defines no flag, so it does not
+  collide with the flags of other tools imported in the same process.
+  """
+  flags.DEFINE_string(
+      'experiment', None,
+      'Registered experiment name, e.g. maskconver_r50_coco.')
+  flags.DEFINE_multi_string(
+      'config_file', None, 'YAML files overriding the experiment.')
+  flags.DEFINE_string(
+      'params_override', None,
+      'Overrides as a YAML string or key=value list.')
+  flags.DEFINE_string(
+      'input_size', None,
+      'HxW network input; default: the experiment\'s model.input_size.')
 
 
 def parse_size(text: str) -> List[int]:
@@ -91,27 +102,27 @@ def model_stats(model_config: hyperparams.Config,
 def main(argv: Sequence[str]) -> Optional[int]:
   del argv
   logging.set_verbosity(logging.ERROR)
-  if not _EXPERIMENT.value:
+  if not FLAGS.experiment:
     raise app.UsageError('--experiment is required')
   try:
-    params = exp_factory.get_exp_config(_EXPERIMENT.value)
+    params = exp_factory.get_exp_config(FLAGS.experiment)
   except KeyError as e:
     raise app.UsageError(f'--experiment: unknown experiment '
-                         f'{_EXPERIMENT.value!r}') from e
-  for config_file in _CONFIG_FILE.value or []:
+                         f'{FLAGS.experiment!r}') from e
+  for config_file in FLAGS.config_file or []:
     params = hyperparams.override_params_dict(params, config_file,
                                               is_strict=True)
-  if _PARAMS_OVERRIDE.value:
-    params = hyperparams.override_params_dict(params, _PARAMS_OVERRIDE.value,
+  if FLAGS.params_override:
+    params = hyperparams.override_params_dict(params, FLAGS.params_override,
                                               is_strict=True)
   model_config = params.task.model
   try:
-    input_size = (parse_size(_INPUT_SIZE.value) if _INPUT_SIZE.value else
+    input_size = (parse_size(FLAGS.input_size) if FLAGS.input_size else
                   list(model_config.input_size[:2]))
   except ValueError as e:
     raise app.UsageError(str(e)) from e
   stats = model_stats(model_config, input_size)
-  print(f'experiment   {_EXPERIMENT.value}')
+  print(f'experiment   {FLAGS.experiment}')
   print(f'input size   {input_size[0]}x{input_size[1]}')
   for name, count in stats['params_by_part'].items():
     print(f'  {name:<16} {count / 1e6:8.2f} M params')
@@ -119,7 +130,7 @@ def main(argv: Sequence[str]) -> Optional[int]:
   print(f'FLOPs        {stats["flops"] / 1e9:.2f} B (multiply-adds)')
   sys.stdout.flush()
   print(json.dumps({
-      'experiment': _EXPERIMENT.value,
+      'experiment': FLAGS.experiment,
       'input_size': input_size,
       'params': stats['params'],
       'flops': stats['flops'],
@@ -129,6 +140,7 @@ def main(argv: Sequence[str]) -> Optional[int]:
 
 def run():
   """Console entry point."""
+  define_flags()
   app.run(main)
 
 

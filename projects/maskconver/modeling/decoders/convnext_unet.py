@@ -10,6 +10,15 @@ from maskconver.modeling.layers import convnext_block
 _INIT_STDDEV = 0.02
 
 
+def _init() -> tf_keras.initializers.Initializer:
+  """A new TruncatedNormal(0.02) per variable.
+
+  One unseeded initializer instance draws the same values at every call, so
+  sharing it would start same-sized kernels identical.
+  """
+  return tf_keras.initializers.TruncatedNormal(stddev=_INIT_STDDEV)
+
+
 def _layer_norm(name: str) -> tf_keras.layers.Layer:
   return tf_keras.layers.LayerNormalization(epsilon=1e-6, name=name)
 
@@ -101,7 +110,6 @@ class ConvNeXtUNet(tf_keras.Model):
         'layer_scale_init_value': layer_scale_init_value,
         'drop_path_rate': drop_path_rate,
     }
-    init = tf_keras.initializers.TruncatedNormal(stddev=_INIT_STDDEV)
     inputs = {
         str(l): tf_keras.Input(shape=input_specs[str(l)][1:], name=f'l{l}')
         for l in range(min_level, backbone_max_level + 1)
@@ -113,14 +121,14 @@ class ConvNeXtUNet(tf_keras.Model):
     levels = range(backbone_max_level, min_level - 1, -1)
     for level, repeats, filters in zip(levels, num_blocks, num_filters):
       lateral = tf_keras.layers.Conv2D(
-          filters, 1, use_bias=False, kernel_initializer=init,
+          filters, 1, use_bias=False, kernel_initializer=_init(),
           name=f'lateral_l{level}')(inputs[str(level)])
       lateral = _layer_norm(f'lateral_norm_l{level}')(lateral)
       if x is None:
         x = lateral
       else:
         x = tf_keras.layers.Conv2D(
-            filters, 1, use_bias=False, kernel_initializer=init,
+            filters, 1, use_bias=False, kernel_initializer=_init(),
             name=f'top_down_l{level}')(x)
         x = _layer_norm(f'top_down_norm_l{level}')(x)
         x = ResizeNearestLike(name=f'upsample_l{level}')(x, lateral)
@@ -137,7 +145,7 @@ class ConvNeXtUNet(tf_keras.Model):
     x = outputs[str(backbone_max_level)]
     for level in range(backbone_max_level + 1, max_level + 1):
       x = tf_keras.layers.DepthwiseConv2D(
-          kernel_size, strides=2, padding='same', depthwise_initializer=init,
+          kernel_size, strides=2, padding='same', depthwise_initializer=_init(),
           name=f'extra_l{level}')(x)
       x = _layer_norm(f'extra_norm_l{level}')(x)
       outputs[str(level)] = x

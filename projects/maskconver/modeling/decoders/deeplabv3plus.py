@@ -10,6 +10,20 @@ from official.vision.modeling.decoders import aspp
 
 
 @tf_keras.utils.register_keras_serializable(package='maskconver')
+class ResizeBilinearLike(tf_keras.layers.Layer):
+  """Bilinear resize of `inputs` to the spatial size of `reference`.
+
+  A 2x upsampling when the sizes are even, which also handles odd ones
+  (e.g. a 600 px input: level 4 is 38 wide, level 3 is 75 wide).
+  """
+
+  def call(self, inputs: tf.Tensor, reference: tf.Tensor) -> tf.Tensor:
+    size = tf.shape(reference)[1:3]
+    return tf.cast(tf.image.resize(inputs, size, method='bilinear'),
+                   inputs.dtype)
+
+
+@tf_keras.utils.register_keras_serializable(package='maskconver')
 class DeepLabV3Plus(tf_keras.Model):
   """ASPP on a coarse level, upsampled and fused with a fine backbone level.
 
@@ -106,16 +120,14 @@ class DeepLabV3Plus(tf_keras.Model):
         use_depthwise_convolution=aspp_use_depthwise_convolution,
         name='aspp')({str(aspp_level): inputs[str(aspp_level)]})
     context = context[str(aspp_level)]
-    scale = 2**(aspp_level - low_level)
-    if scale > 1:
-      context = tf_keras.layers.UpSampling2D(
-          scale, interpolation='bilinear', name='upsample')(context)
 
     low = tf_keras.layers.Conv2D(
         low_level_num_filters, 1, use_bias=False,
         kernel_regularizer=kernel_regularizer,
         name='low_level_projection')(inputs[str(low_level)])
     low = norm_act(low, 'low_level_projection')
+    if aspp_level != low_level:
+      context = ResizeBilinearLike(name='upsample')(context, low)
     x = tf_keras.layers.Concatenate(name='concat')([context, low])
     if use_depthwise_convolution:
       x = tf_keras.layers.DepthwiseConv2D(

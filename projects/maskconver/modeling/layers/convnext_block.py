@@ -10,6 +10,15 @@ from official.vision.modeling.layers import nn_layers
 _INIT_STDDEV = 0.02
 
 
+def _init() -> tf_keras.initializers.Initializer:
+  """A new TruncatedNormal(0.02) per variable.
+
+  One unseeded initializer instance draws the same values at every call, so
+  sharing it would start same-sized kernels identical.
+  """
+  return tf_keras.initializers.TruncatedNormal(stddev=_INIT_STDDEV)
+
+
 @tf_keras.utils.register_keras_serializable(package='maskconver')
 class ConvNeXtBlock(tf_keras.layers.Layer):
   """ConvNeXt block (Liu et al. 2022), the building block of ConvNeXt-UNet.
@@ -52,14 +61,14 @@ class ConvNeXtBlock(tf_keras.layers.Layer):
     self.layer_scale_init_value = layer_scale_init_value
     self.drop_path_rate = drop_path_rate
 
-    init = tf_keras.initializers.TruncatedNormal(stddev=_INIT_STDDEV)
     self._depthwise = tf_keras.layers.DepthwiseConv2D(
-        kernel_size, padding='same', depthwise_initializer=init, name='depthwise')
+        kernel_size, padding='same', depthwise_initializer=_init(),
+        name='depthwise')
     self._norm = tf_keras.layers.LayerNormalization(epsilon=1e-6, name='norm')
     self._expand = tf_keras.layers.Conv2D(
-        expansion * filters, 1, kernel_initializer=init, name='expand')
+        expansion * filters, 1, kernel_initializer=_init(), name='expand')
     self._project = tf_keras.layers.Conv2D(
-        filters, 1, kernel_initializer=init, name='project')
+        filters, 1, kernel_initializer=_init(), name='project')
     self._se = None
     if se_ratio > 0:
       self._se = nn_layers.SqueezeExcitation(

@@ -9,6 +9,15 @@ _INIT_STDDEV = 0.02
 BLOCK_TYPES = ('light', 'conv')
 
 
+def _init() -> tf_keras.initializers.Initializer:
+  """A new TruncatedNormal(0.02) per variable.
+
+  One unseeded initializer instance draws the same values at every call, so
+  sharing it would start same-sized kernels identical.
+  """
+  return tf_keras.initializers.TruncatedNormal(stddev=_INIT_STDDEV)
+
+
 @tf_keras.utils.register_keras_serializable(package='maskconver')
 class HeadBlock(tf_keras.layers.Layer):
   """conv -> LayerNorm -> GELU, with convs shared and norms per level.
@@ -48,19 +57,18 @@ class HeadBlock(tf_keras.layers.Layer):
     self.kernel_size = kernel_size
     self.num_levels = num_levels
 
-    init = tf_keras.initializers.TruncatedNormal(stddev=_INIT_STDDEV)
     if block_type == 'light':
       self._convs = [
           tf_keras.layers.DepthwiseConv2D(
-              kernel_size, padding='same', depthwise_initializer=init,
+              kernel_size, padding='same', depthwise_initializer=_init(),
               name='depthwise'),
-          tf_keras.layers.Conv2D(filters, 1, kernel_initializer=init,
+          tf_keras.layers.Conv2D(filters, 1, kernel_initializer=_init(),
                                  name='pointwise'),
       ]
     else:
       self._convs = [
           tf_keras.layers.Conv2D(filters, kernel_size, padding='same',
-                                 kernel_initializer=init, name='conv'),
+                                 kernel_initializer=_init(), name='conv'),
       ]
     self._norms = [
         tf_keras.layers.LayerNormalization(epsilon=1e-6, name=f'norm_{i}')

@@ -8,6 +8,15 @@ import tf_keras
 _INIT_STDDEV = 0.02
 
 
+def _init() -> tf_keras.initializers.Initializer:
+  """A new TruncatedNormal(0.02) per variable.
+
+  One unseeded initializer instance draws the same values at every call, so
+  sharing it would start same-sized kernels identical.
+  """
+  return tf_keras.initializers.TruncatedNormal(stddev=_INIT_STDDEV)
+
+
 @tf_keras.utils.register_keras_serializable(package='maskconver')
 class MaskEmbeddingMLP(tf_keras.layers.Layer):
   """dense(hidden) -> GELU -> dense(output): the mask embedding."""
@@ -23,11 +32,10 @@ class MaskEmbeddingMLP(tf_keras.layers.Layer):
     super().__init__(**kwargs)
     self.hidden_size = hidden_size
     self.output_size = output_size
-    init = tf_keras.initializers.TruncatedNormal(stddev=_INIT_STDDEV)
-    self._hidden = tf_keras.layers.Dense(hidden_size, kernel_initializer=init,
-                                         name='hidden')
-    self._output = tf_keras.layers.Dense(output_size, kernel_initializer=init,
-                                         name='output')
+    self._hidden = tf_keras.layers.Dense(
+        hidden_size, kernel_initializer=_init(), name='hidden')
+    self._output = tf_keras.layers.Dense(
+        output_size, kernel_initializer=_init(), name='output')
 
   def call(self, inputs: tf.Tensor) -> tf.Tensor:
     """Maps float [batch, K, channels] to float [batch, K, output_size]."""
