@@ -6,17 +6,9 @@ import tensorflow as tf
 import tf_keras
 
 from maskconver.modeling.layers import convnext_block
+from maskconver.modeling.layers import initializers
 
-_INIT_STDDEV = 0.02
 
-
-def _init() -> tf_keras.initializers.Initializer:
-  """A new TruncatedNormal(0.02) per variable.
-
-  One unseeded initializer instance draws the same values at every call, so
-  sharing it would start same-sized kernels identical.
-  """
-  return tf_keras.initializers.TruncatedNormal(stddev=_INIT_STDDEV)
 
 
 def _layer_norm(name: str) -> tf_keras.layers.Layer:
@@ -121,14 +113,14 @@ class ConvNeXtUNet(tf_keras.Model):
     levels = range(backbone_max_level, min_level - 1, -1)
     for level, repeats, filters in zip(levels, num_blocks, num_filters):
       lateral = tf_keras.layers.Conv2D(
-          filters, 1, use_bias=False, kernel_initializer=_init(),
+          filters, 1, use_bias=False, kernel_initializer=initializers.truncated_normal(),
           name=f'lateral_l{level}')(inputs[str(level)])
       lateral = _layer_norm(f'lateral_norm_l{level}')(lateral)
       if x is None:
         x = lateral
       else:
         x = tf_keras.layers.Conv2D(
-            filters, 1, use_bias=False, kernel_initializer=_init(),
+            filters, 1, use_bias=False, kernel_initializer=initializers.truncated_normal(),
             name=f'top_down_l{level}')(x)
         x = _layer_norm(f'top_down_norm_l{level}')(x)
         x = ResizeNearestLike(name=f'upsample_l{level}')(x, lateral)
@@ -145,7 +137,7 @@ class ConvNeXtUNet(tf_keras.Model):
     x = outputs[str(backbone_max_level)]
     for level in range(backbone_max_level + 1, max_level + 1):
       x = tf_keras.layers.DepthwiseConv2D(
-          kernel_size, strides=2, padding='same', depthwise_initializer=_init(),
+          kernel_size, strides=2, padding='same', depthwise_initializer=initializers.truncated_normal(),
           name=f'extra_l{level}')(x)
       x = _layer_norm(f'extra_norm_l{level}')(x)
       outputs[str(level)] = x

@@ -6,8 +6,8 @@ import tensorflow as tf
 import tf_keras
 
 from maskconver.modeling.layers import head_block
+from maskconver.modeling.layers import initializers
 
-_INIT_STDDEV = 0.02
 
 
 @tf_keras.utils.register_keras_serializable(package='maskconver')
@@ -61,8 +61,7 @@ class MultiLevelHead(tf_keras.layers.Layer):
     ]
     self._output_conv = tf_keras.layers.Conv2D(
         output_channels, 1,
-        kernel_initializer=tf_keras.initializers.TruncatedNormal(
-            stddev=_INIT_STDDEV),
+        kernel_initializer=initializers.truncated_normal(),
         bias_initializer=tf_keras.initializers.Constant(bias_init_value),
         name='output')
 

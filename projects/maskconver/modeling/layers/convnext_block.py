@@ -7,16 +7,9 @@ import tf_keras
 
 from official.vision.modeling.layers import nn_layers
 
-_INIT_STDDEV = 0.02
+from maskconver.modeling.layers import initializers
 
 
-def _init() -> tf_keras.initializers.Initializer:
-  """A new TruncatedNormal(0.02) per variable.
-
-  One unseeded initializer instance draws the same values at every call, so
-  sharing it would start same-sized kernels identical.
-  """
-  return tf_keras.initializers.TruncatedNormal(stddev=_INIT_STDDEV)
 
 
 @tf_keras.utils.register_keras_serializable(package='maskconver')
@@ -62,13 +55,13 @@ class ConvNeXtBlock(tf_keras.layers.Layer):
     self.drop_path_rate = drop_path_rate
 
     self._depthwise = tf_keras.layers.DepthwiseConv2D(
-        kernel_size, padding='same', depthwise_initializer=_init(),
+        kernel_size, padding='same', depthwise_initializer=initializers.truncated_normal(),
         name='depthwise')
     self._norm = tf_keras.layers.LayerNormalization(epsilon=1e-6, name='norm')
     self._expand = tf_keras.layers.Conv2D(
-        expansion * filters, 1, kernel_initializer=_init(), name='expand')
+        expansion * filters, 1, kernel_initializer=initializers.truncated_normal(), name='expand')
     self._project = tf_keras.layers.Conv2D(
-        filters, 1, kernel_initializer=_init(), name='project')
+        filters, 1, kernel_initializer=initializers.truncated_normal(), name='project')
     self._se = None
     if se_ratio > 0:
       self._se = nn_layers.SqueezeExcitation(

@@ -4,18 +4,10 @@ from typing import Any, Dict
 
 import tensorflow as tf
 import tf_keras
+from maskconver.modeling.layers import initializers
 
-_INIT_STDDEV = 0.02
 BLOCK_TYPES = ('light', 'conv')
 
-
-def _init() -> tf_keras.initializers.Initializer:
-  """A new TruncatedNormal(0.02) per variable.
-
-  One unseeded initializer instance draws the same values at every call, so
-  sharing it would start same-sized kernels identical.
-  """
-  return tf_keras.initializers.TruncatedNormal(stddev=_INIT_STDDEV)
 
 
 @tf_keras.utils.register_keras_serializable(package='maskconver')
@@ -60,15 +52,15 @@ class HeadBlock(tf_keras.layers.Layer):
     if block_type == 'light':
       self._convs = [
           tf_keras.layers.DepthwiseConv2D(
-              kernel_size, padding='same', depthwise_initializer=_init(),
+              kernel_size, padding='same', depthwise_initializer=initializers.truncated_normal(),
               name='depthwise'),
-          tf_keras.layers.Conv2D(filters, 1, kernel_initializer=_init(),
+          tf_keras.layers.Conv2D(filters, 1, kernel_initializer=initializers.truncated_normal(),
                                  name='pointwise'),
       ]
     else:
       self._convs = [
           tf_keras.layers.Conv2D(filters, kernel_size, padding='same',
-                                 kernel_initializer=_init(), name='conv'),
+                                 kernel_initializer=initializers.truncated_normal(), name='conv'),
       ]
     self._norms = [
         tf_keras.layers.LayerNormalization(epsilon=1e-6, name=f'norm_{i}')

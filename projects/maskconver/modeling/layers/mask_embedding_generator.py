@@ -7,6 +7,7 @@ import tf_keras
 
 from maskconver.modeling.layers import level_utils
 from maskconver.modeling.layers import mask_embedding_mlp
+from maskconver.modeling.layers import initializers
 
 
 @tf_keras.utils.register_keras_serializable(package='maskconver')
@@ -50,8 +51,7 @@ class MaskEmbeddingGenerator(tf_keras.layers.Layer):
     if use_class_embedding:
       self._class_embedding = tf_keras.layers.Embedding(
           num_classes, embedding_size,
-          embeddings_initializer=tf_keras.initializers.TruncatedNormal(
-              stddev=0.02),
+          embeddings_initializer=initializers.truncated_normal(),
           name='class_embedding')
     self._mlp = mask_embedding_mlp.MaskEmbeddingMLP(
         mlp_hidden_size or embedding_size, embedding_size, name='mlp')

@@ -4,17 +4,9 @@ from typing import Any, Dict
 
 import tensorflow as tf
 import tf_keras
+from maskconver.modeling.layers import initializers
 
-_INIT_STDDEV = 0.02
 
-
-def _init() -> tf_keras.initializers.Initializer:
-  """A new TruncatedNormal(0.02) per variable.
-
-  One unseeded initializer instance draws the same values at every call, so
-  sharing it would start same-sized kernels identical.
-  """
-  return tf_keras.initializers.TruncatedNormal(stddev=_INIT_STDDEV)
 
 
 @tf_keras.utils.register_keras_serializable(package='maskconver')
@@ -33,9 +25,9 @@ class MaskEmbeddingMLP(tf_keras.layers.Layer):
     self.hidden_size = hidden_size
     self.output_size = output_size
     self._hidden = tf_keras.layers.Dense(
-        hidden_size, kernel_initializer=_init(), name='hidden')
+        hidden_size, kernel_initializer=initializers.truncated_normal(), name='hidden')
     self._output = tf_keras.layers.Dense(
-        output_size, kernel_initializer=_init(), name='output')
+        output_size, kernel_initializer=initializers.truncated_normal(), name='output')
 
   def call(self, inputs: tf.Tensor) -> tf.Tensor:
     """Maps float [batch, K, channels] to float [batch, K, output_size]."""
