@@ -1,0 +1,1 @@
+"""Running exported or checkpointed MaskConver models on images and videos."""

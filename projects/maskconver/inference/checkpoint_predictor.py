@@ -1,0 +1,138 @@
+"""Runs a MaskConver model built from an experiment and a training checkpoint.
+
+The model comes from a registered experiment (plus YAML files and overrides,
+as in training) and its weights from a checkpoint written by Model Garden's
+trainer, which stores the model under the key 'model'. Images are
+pre-processed like the evaluation parser; the panoptic merge runs at the
+model input size and the maps are mapped back to the image.
+"""
+
+import os
+from typing import Optional, Sequence
+
+import numpy as np
+import tensorflow as tf
+import tf_keras
+
+from official.core import config_definitions as cfg
+from official.core import exp_factory
+from official.modeling import hyperparams
+
+from maskconver import keys
+from maskconver import registry_imports  # pylint: disable=unused-import
+from maskconver.inference import predictor
+from maskconver.inference import preprocessing
+from maskconver.modeling import factory
+from maskconver.tasks import maskconver_task
+
+
+def load_experiment(experiment: str,
+                    config_files: Sequence[str] = (),
+                    params_override: Optional[str] = None
+                    ) -> cfg.ExperimentConfig:
+  """A registered experiment with YAML files and overrides applied.
+
+  Raises:
+    ValueError: if the experiment is unknown or a file / override is invalid.
+  """
+  try:
+    params = exp_factory.get_exp_config(experiment)
+  except LookupError as e:
+    raise ValueError(f'--experiment={experiment}: not a registered '
+                     'experiment') from e
+  for config_file in config_files:
+    if not os.path.isfile(config_file):
+      raise ValueError(f'--config_file={config_file}: no such file')
+    params = hyperparams.override_params_dict(params, config_file,
+                                              is_strict=True)
+  if params_override:
+    params = hyperparams.override_params_dict(params, params_override,
+                                              is_strict=True)
+  return params
+
+
+def resolve_checkpoint(path: str) -> str:
+  """The checkpoint prefix of a prefix or of a folder's latest checkpoint."""
+  if tf.io.gfile.isdir(path):
+    latest = tf.train.latest_checkpoint(path)
+    if latest is None:
+      raise ValueError(f'--checkpoint_path={path}: the folder has no '
+                       'checkpoint')
+    return latest
+  if not tf.io.gfile.exists(path + '.index'):
+    raise ValueError(f'--checkpoint_path={path}: no checkpoint (no '
+                     f'{path}.index)')
+  return path
+
+
+class CheckpointPredictor(predictor.Predictor):
+  """A `Predictor` built from an experiment and a checkpoint."""
+
+  def __init__(self, params: cfg.ExperimentConfig, checkpoint_path: str,
+               score_threshold: Optional[float] = None):
+    """Builds the model and restores its weights.
+
+    Args:
+      params: the experiment config (see `load_experiment`).
+      checkpoint_path: a checkpoint prefix, or a folder (its latest).
+      score_threshold: overrides the post-processor's score threshold.
+
+    Raises:
+      ValueError: if there is no checkpoint or it does not hold this model.
+    """
+    model_config = params.task.model
+    if score_threshold is not None:
+      model_config.postprocessor.score_threshold = float(score_threshold)
+    self._input_size = [int(v) for v in model_config.input_size[:2]]
+    self._num_classes = model_config.num_classes
+    self._num_thing_classes = model_config.num_thing_classes
+    self._model = factory.build_maskconver_model(
+        tf_keras.layers.InputSpec(shape=[None] + self._input_size + [3]),
+        model_config)
+    self._checkpoint_path = resolve_checkpoint(checkpoint_path)
+    try:
+      status = tf.train.Checkpoint(model=self._model).read(
+          self._checkpoint_path)
+      status.expect_partial().assert_existing_objects_matched()
+    except (AssertionError, ValueError, tf.errors.OpError) as e:
+      raise ValueError(
+          f'{self._checkpoint_path}: the checkpoint does not match the model '
+          f'of the experiment ({str(e)[:500]})') from e
+    self._postprocessor = maskconver_task.build_postprocessor(model_config)
+    self._function = tf.function(
+        self._run, input_signature=[
+            tf.TensorSpec([1] + self._input_size + [3], tf.float32)])
+
+  def _run(self, images: tf.Tensor):
+    outputs = self._model(images, training=False)
+    detections = {
+        keys.MASK_LOGITS: tf.cast(outputs[keys.MASK_LOGITS], tf.float32),
+        keys.DETECTED_CLASSES: outputs[keys.DETECTED_CLASSES],
+        keys.DETECTED_SCORES: tf.cast(outputs[keys.DETECTED_SCORES],
+                                      tf.float32),
+    }
+    return self._postprocessor(detections, self._input_size)
+
+  @property
+  def description(self) -> str:
+    return f'checkpoint {self._checkpoint_path}'
+
+  @property
+  def input_size(self):
+    return list(self._input_size)
+
+  @property
+  def num_classes(self) -> int:
+    return self._num_classes
+
+  @property
+  def num_thing_classes(self) -> int:
+    return self._num_thing_classes
+
+  def predict(self, image: np.ndarray) -> predictor.PanopticPrediction:
+    normalized, image_info = preprocessing.preprocess_image(
+        image, self._input_size)
+    outputs = self._function(tf.constant(normalized[None]))
+    return predictor.PanopticPrediction.from_outputs(
+        {k: v.numpy() for k, v in outputs.items()}, image_info=image_info,
+        source=self.description)

@@ -1,0 +1,1 @@
+"""Panoptic drawing: palettes, overlays with boundaries, legends, panels."""
