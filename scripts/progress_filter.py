@@ -5,7 +5,6 @@ Reads the trainer's output on stdin; prints the `train | step ...` and
 traceback or error in full, so a quickstart shows progress, not log noise.
 """
 
-import ast
 import re
 import sys
 
@@ -15,13 +14,14 @@ _KEEP = ('training_loss', 'validation_loss', 'heatmap_loss', 'mask_bce_loss',
 
 
 def _summary(block: str) -> str:
-  """Formats the dict printed after a step line."""
-  text = re.sub(r'np\.float\d+\(([^)]*)\)', r'\1', block)
-  try:
-    values = ast.literal_eval(text)
-  except (ValueError, SyntaxError):
-    return block.strip()
-  return '  '.join(f'{k} {float(values[k]):.4g}' for k in _KEEP if k in values)
+  """Picks the losses and PQ out of the dict printed after a step line."""
+  values = []
+  for key in _KEEP:
+    match = re.search(r"'%s': (?:np\.float\d+\()?([-+0-9.eE]+|nan|inf)" % key,
+                      block)
+    if match:
+      values.append(f'{key} {float(match.group(1)):.4g}')
+  return '  '.join(values)
 
 
 def main() -> int:

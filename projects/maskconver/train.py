@@ -22,6 +22,7 @@ from official.core import task_factory
 from official.core import train_lib
 from official.core import train_utils
 from official.modeling import performance
+from official.vision.utils import summary_manager
 
 from maskconver import registry_imports  # pylint: disable=unused-import
 
@@ -50,7 +51,9 @@ def main(_) -> None:
       task=task,
       mode=FLAGS.mode,
       params=params,
-      model_dir=model_dir)
+      model_dir=model_dir,
+      eval_summary_manager=summary_manager.maybe_build_eval_summary_manager(
+          params=params, model_dir=model_dir))
   if eval_logs:
     logging.info('Final evaluation: %s', {
         k: v for k, v in eval_logs.items() if '/' not in k})

@@ -194,6 +194,7 @@ def maskconver_synthetic() -> cfg.ExperimentConfig:
       task=maskconver_cfg.MaskConverTask(
           model=model,
           init_checkpoint_modules=[],
+          allow_image_summary=True,
           train_data=maskconver_cfg.DataConfig(
               is_training=True,
               global_batch_size=16,

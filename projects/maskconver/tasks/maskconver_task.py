@@ -6,6 +6,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from absl import logging
 import numpy as np
+from PIL import Image
 import tensorflow as tf
 import tf_keras
 
@@ -21,9 +22,12 @@ from maskconver.dataloaders import parser as parser_lib
 from maskconver.dataloaders import tf_example_decoder
 from maskconver.evaluation import panoptic_quality
 from maskconver.evaluation import prediction_writer
+from maskconver.inference import preprocessing
 from maskconver import losses as losses_lib
 from maskconver.modeling import factory
 from maskconver.modeling import panoptic_postprocessor
+from maskconver.visualization import palette
+from maskconver.visualization import panels
 
 # Names of the loss entries in the train / validation logs.
 TOTAL_LOSS = 'total_loss'
@@ -33,6 +37,8 @@ DICE_LOSS = 'mask_dice_loss'
 # Where validation steps hand per-image results to aggregate_logs.
 _PANOPTIC_OUTPUTS = 'panoptic_outputs'
 EVAL_METRICS_FILE = 'eval_metrics.json'
+# Images per evaluation shown in TensorBoard when allow_image_summary is on.
+_NUM_SUMMARY_IMAGES = 4
 
 
 def _float_outputs(outputs: Mapping[str, Any]) -> Dict[str, Any]:
@@ -119,6 +125,9 @@ class MaskConverTask(base_task.Task):
     model_config = params.model
     self._postprocessor = build_postprocessor(model_config)
     self._prediction_writer = None
+    # uint8 [h, w, 3] input | ground truth | prediction panels of this
+    # evaluation's first images, for TensorBoard (allow_image_summary).
+    self._summary_panels = []
 
   # --------------------------------------------------------------- model ---
 
@@ -288,6 +297,8 @@ class MaskConverTask(base_task.Task):
         keys.GT_SEGMENT_IS_CROWD: groundtruths[keys.GT_SEGMENT_IS_CROWD],
         keys.SOURCE_ID: groundtruths[keys.SOURCE_ID],
     }
+    if self.task_config.allow_image_summary:
+      logs[_PANOPTIC_OUTPUTS][keys.IMAGE] = tf.cast(images, tf.float32)
     return logs
 
   def _new_prediction_writer(
@@ -317,6 +328,7 @@ class MaskConverTask(base_task.Task):
               model_config.num_classes, model_config.num_thing_classes))
       # One writer per evaluation: its JSON lists this evaluation's images.
       self._prediction_writer = self._new_prediction_writer()
+      self._summary_panels = []
     outputs = step_outputs[_PANOPTIC_OUTPUTS]
     # Under a distribution strategy each value is a tuple of replica values.
     per_replica = {k: v if isinstance(v, (tuple, list)) else (v,)
@@ -351,11 +363,46 @@ class MaskConverTask(base_task.Task):
     name = (source_id.decode() if isinstance(source_id, bytes)
             else str(source_id))
     state.update(gt_map, gt_segments, pred_map, pred_segments, name=name)
+    if (keys.IMAGE in image and
+        len(self._summary_panels) < _NUM_SUMMARY_IMAGES):
+      self._summary_panels.append(
+          self._render_panel(image, gt_map, pred_map, classes))
     if self._prediction_writer is not None:
       self._prediction_writer.add_segments(
           image_id=name, file_name=name,
           segment_map=image[keys.PANOPTIC_SEGMENT_MAP],
           segment_classes=classes, image_info=info)
+
+  def _render_panel(self, image: Mapping[str, np.ndarray],
+                    gt_map: np.ndarray, pred_map: np.ndarray,
+                    pred_classes: np.ndarray) -> np.ndarray:
+    """Input | ground truth | prediction | legend at the original size."""
+    model_config = self.task_config.model
+    is_thing = [i < model_config.num_thing_classes
+                for i in range(model_config.num_classes)]
+    info = image[keys.IMAGE_INFO]
+    content_h, content_w = np.round(info[1]).astype(np.int64)
+    pixels = preprocessing.denormalize_image(
+        image[keys.IMAGE][:content_h, :content_w])
+    height, width = gt_map.shape
+    pixels = np.asarray(Image.fromarray(pixels).resize(
+        (width, height), Image.BILINEAR))
+    groundtruth = panels.category_instance_from_segments(
+        gt_map, image[keys.GT_SEGMENT_IDS], image[keys.GT_SEGMENT_CLASSES],
+        is_thing, image[keys.GT_SEGMENT_IS_CROWD])
+    prediction = panels.category_instance_from_segments(
+        pred_map, np.arange(1, len(pred_classes) + 1), pred_classes, is_thing)
+    return panels.render_side_by_side(pixels, groundtruth, prediction,
+                                      self._class_names(), is_thing,
+                                      self._class_colors())
+
+  def _class_colors(self) -> np.ndarray:
+    """uint8 [num_classes, 3] colours of the label map, else a palette."""
+    path = self.task_config.validation_data.label_map_path
+    if path:
+      return np.asarray([c.color for c in label_map.LabelMap.load(path).classes],
+                        np.uint8)
+    return palette.default_class_colors(self.task_config.model.num_classes)
 
   def _class_names(self) -> List[str]:
     """Class names from validation_data.label_map_path, else the ids."""
@@ -385,13 +432,15 @@ class MaskConverTask(base_task.Task):
     names = self._class_names()
     for class_id, values in result['per_class'].items():
       logs[f'PQ_per_class/{names[int(class_id)]}'] = 100.0 * values['pq']
+    for index, panel in enumerate(self._summary_panels):
+      logs[f'image/eval_{index}'] = panel[np.newaxis]
     if self._prediction_writer is not None:
       self._prediction_writer.write_json()
     if self.logging_dir:
       record = {'step': int(global_step.numpy()) if global_step is not None
                 else None}
       record.update({k: float(v) for k, v in logs.items()
-                     if not k.startswith('PQ_per_class/')})
+                     if not k.startswith(('PQ_per_class/', 'image/'))})
       record['per_class'] = result['per_class']
       tf.io.gfile.makedirs(self.logging_dir)
       with tf.io.gfile.GFile(
