@@ -3,6 +3,7 @@
 import json
 import os
 
+import numpy as np
 import pytest
 import tensorflow as tf
 import tf_keras
@@ -42,9 +43,12 @@ def _evaluate_in_task(params, logging_dir):
   return logs, state.result()
 
 
-def test_in_training_pq_equals_offline_pq(tmp_path):
-  # 96 px images into a 128 px model: predictions are cropped from the padded
-  # input back to the original size, as on real data.
+def _params(tmp_path, **task_overrides):
+  """The synthetic experiment, tiny, on 6 val images of 96 px.
+
+  96 px images into a 128 px model: predictions are cropped from the padded
+  input back to the original size, as on real data.
+  """
   paths = synthetic.generate(str(tmp_path / 'data'), num_train=1, num_val=6,
                              image_size=96, seed=3)
   val = paths['val']
@@ -53,18 +57,22 @@ def test_in_training_pq_equals_offline_pq(tmp_path):
       str(tmp_path / 'records' / 'val'), num_shards=1, num_workers=0,
       progress=False)
   params = exp_factory.get_exp_config('maskconver_synthetic')
-  params.override({
-      'task': {
-          'model': _TINY_MODEL,
-          'predictions_dir': str(tmp_path / 'pred'),
-          'validation_data': {
-              'input_path': str(tmp_path / 'records' / 'val-*'),
-              'label_map_path': str(tmp_path / 'records' /
-                                    'val_label_map.json'),
-              'global_batch_size': 4,
-          },
+  task = {
+      'model': _TINY_MODEL,
+      'validation_data': {
+          'input_path': str(tmp_path / 'records' / 'val-*'),
+          'label_map_path': str(tmp_path / 'records' / 'val_label_map.json'),
+          'global_batch_size': 4,
       },
-  }, is_strict=True)
+  }
+  task.update(task_overrides)
+  params.override({'task': task}, is_strict=True)
+  return params, val
+
+
+def test_in_training_pq_equals_offline_pq(tmp_path):
+  params, val = _params(tmp_path, predictions_dir=str(tmp_path / 'pred'),
+                        allow_image_summary=False)
 
   logs, in_task = _evaluate_in_task(params, str(tmp_path / 'model'))
   offline = panoptic_quality.evaluate_coco_panoptic(
@@ -94,3 +102,23 @@ def test_in_training_pq_equals_offline_pq(tmp_path):
                                         maskconver_task.EVAL_METRICS_FILE)))
   assert written['step'] == 7
   assert written['PQ_all'] == pytest.approx(100 * offline['All']['pq'])
+
+
+def test_evaluation_image_summaries(tmp_path):
+  params, _ = _params(tmp_path, allow_image_summary=True)
+  logs, _ = _evaluate_in_task(params, str(tmp_path / 'model'))
+  images = sorted(k for k in logs if k.startswith('image/'))
+  assert images == ['image/eval_0', 'image/eval_1', 'image/eval_2',
+                    'image/eval_3']
+  panel = logs['image/eval_0']
+  # [1, original height, input | ground truth | prediction | legend, RGB].
+  assert panel.dtype == np.uint8
+  assert panel.shape[:2] == (1, 96) and panel.shape[3] == 3
+  assert panel.shape[2] > 3 * 96
+  source = panel[0, :, :96].astype(int)
+  groundtruth = panel[0, :, 96 + 4:2 * 96 + 4].astype(int)
+  # The ground-truth panel is the input tinted by segment colours.
+  assert np.abs(source - groundtruth).mean() > 5
+  written = json.load(open(os.path.join(str(tmp_path / 'model'),
+                                        maskconver_task.EVAL_METRICS_FILE)))
+  assert not any(k.startswith('image/') for k in written)
