@@ -37,6 +37,8 @@ setuptools.setup(
         'console_scripts': [
             'maskconver-train=maskconver.train:run',
             'maskconver-model-stats=maskconver.tools.model_stats:run',
+            'maskconver-demo=maskconver.demo:run',
+            'maskconver-evaluate-pq=maskconver.tools.evaluate_pq:run',
         ],
     },
 )

@@ -49,9 +49,9 @@ def id_to_rgb(ids: np.ndarray) -> np.ndarray:
     raise ValueError(
         f'segment ids must lie in [0, {keys.LABEL_BASE**3}), got '
         f'[{ids.min()}, {ids.max()}]')
-  base = keys.LABEL_BASE
-  return np.stack([ids % base, (ids // base) % base, ids // (base * base)],
-                  axis=-1).astype(np.uint8)
+  # The three low bytes of each little-endian id are R, G and B.
+  as_bytes = ids.astype('<u4').view(np.uint8).reshape(ids.shape + (4,))
+  return np.ascontiguousarray(as_bytes[..., :3])
 
 
 def read_segment_map(path: str) -> np.ndarray:
