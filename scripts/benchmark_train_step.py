@@ -1,0 +1,100 @@
+"""Measures the training step rate of an experiment on this machine, images/s.
+
+Usage:
+  python scripts/benchmark_train_step.py --experiment=maskconver_mnmh_coco_256
+      [--batch=8] [--steps=10] [--warmup=2]
+
+Runs the real task's train_step (forward, losses, backward, AdamW update) on
+one synthetic batch shaped like the parser's output, so the number is the
+model's side of the comparison with scripts/benchmark_input_pipeline.py: the
+input pipeline is not the bottleneck when it delivers more images/s than this.
+Prints the median, min and max step time and images/s, then one JSON line.
+"""
+
+import argparse
+import json
+import statistics
+import time
+
+import numpy as np
+import tensorflow as tf
+
+from official.core import exp_factory
+from official.core import task_factory
+
+from maskconver import keys
+from maskconver import registry_imports  # pylint: disable=unused-import
+
+
+def _batch(model_config, parser_config, batch: int):
+  """A batch with the shapes and dtypes of the parser's training output."""
+  height, width = model_config.input_size[:2]
+  num_classes = model_config.num_classes
+  k = parser_config.max_instances
+  stride = parser_config.mask_stride
+  heatmaps, weights = {}, {}
+  num_cells = 0
+  for level in range(model_config.min_level, model_config.max_level + 1):
+    h, w = height // 2**level, width // 2**level
+    heatmaps[str(level)] = tf.zeros([batch, h, w, num_classes])
+    weights[str(level)] = tf.ones([batch, h, w])
+    num_cells += h * w
+  rng = np.random.default_rng(0)
+  labels = {
+      keys.CENTER_HEATMAPS: heatmaps,
+      keys.HEATMAP_WEIGHTS: weights,
+      keys.MASKS: tf.constant(rng.integers(0, 2, [batch, k, height // stride,
+                                                  width // stride]), tf.uint8),
+      keys.MASK_WEIGHTS: tf.ones([batch, height // stride, width // stride]),
+      keys.CLASSES: tf.constant(rng.integers(0, num_classes, [batch, k]),
+                                tf.int32),
+      keys.CENTER_INDICES: tf.constant(rng.integers(0, num_cells, [batch, k]),
+                                       tf.int32),
+      keys.VALID: tf.ones([batch, k]),
+  }
+  images = tf.constant(rng.normal(size=[batch, height, width, 3]), tf.float32)
+  return images, labels
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  parser.add_argument('--experiment', required=True)
+  parser.add_argument('--batch', type=int, default=8)
+  parser.add_argument('--steps', type=int, default=10)
+  parser.add_argument('--warmup', type=int, default=2)
+  args = parser.parse_args()
+  params = exp_factory.get_exp_config(args.experiment)
+  task = task_factory.get_task(params.task)
+  model = task.build_model()
+  optimizer = task.create_optimizer(params.trainer.optimizer_config,
+                                    params.runtime)
+  if hasattr(optimizer, 'shadow_copy'):  # EMA, as Model Garden's trainer does.
+    optimizer.shadow_copy(model)
+  inputs = _batch(params.task.model, params.task.train_data.parser, args.batch)
+  step = tf.function(lambda: task.train_step(inputs, model, optimizer))
+  for _ in range(args.warmup):
+    step()
+  seconds = []
+  for _ in range(args.steps):
+    start = time.perf_counter()
+    logs = step()
+    float(logs[task.loss])
+    seconds.append(time.perf_counter() - start)
+  median = statistics.median(seconds)
+  result = {
+      'experiment': args.experiment,
+      'input_size': params.task.model.input_size[:2],
+      'batch': args.batch,
+      'median_step_s': median,
+      'min_step_s': min(seconds),
+      'max_step_s': max(seconds),
+      'images_per_s': args.batch / median,
+  }
+  print(f'{args.experiment} batch {args.batch}: step median {median:.3f} s '
+        f'(min {min(seconds):.3f}, max {max(seconds):.3f}), '
+        f'{args.batch / median:.1f} images/s')
+  print(json.dumps(result))
+
+
+if __name__ == '__main__':
+  main()
