@@ -1,0 +1,285 @@
+r"""Exports a trained MaskConver checkpoint as a SavedModel.
+
+  python -m maskconver.serving.export_saved_model \
+      --experiment=maskconver_mnmh_coco_640 \
+      --config_file=configs/experiments/maskconver_mnmh_coco_640.yaml \
+      --checkpoint_path=/path/to/model_dir \
+      --export_dir=/path/to/export \
+      --input_type=image_tensor --input_image_size=640,640
+
+writes, as Model Garden's exporter does, `<export_dir>/saved_model/` (the
+SavedModel), `<export_dir>/checkpoint/` (the weights) and
+`<export_dir>/params.yaml` (the experiment config). The signature
+(`serving_default`, input 'inputs', outputs the panoptic maps at the input
+image resolution plus 'image_info') is documented in
+`maskconver.serving.export_module`. For TFLite, export with
+`--input_type=tflite --batch_size=1`, then run
+`python -m maskconver.serving.export_tflite`.
+
+`--checkpoint_path` is a checkpoint prefix or a directory (its latest
+checkpoint is used), e.g. the training model_dir, or its `ema_checkpoints/`
+subdirectory for the moving-average weights when the optimizer keeps an EMA.
+"""
+
+import os
+from typing import Dict, List, Optional, Sequence, Union
+
+from absl import app
+from absl import flags
+from absl import logging
+import tensorflow as tf
+from tf_keras.src.saving.legacy.saved_model import utils as keras_saving_utils
+
+from official.core import config_definitions as cfg
+from official.core import exp_factory
+from official.core import export_base
+from official.modeling import hyperparams
+from official.vision.serving import export_saved_model_lib
+
+from maskconver import registry_imports  # pylint: disable=unused-import
+from maskconver.serving import export_module
+
+FLAGS = flags.FLAGS
+
+
+def resolve_checkpoint(checkpoint_path: Optional[str],
+                       flag_name: str = '--checkpoint_path') -> str:
+  """Returns the checkpoint prefix of a prefix or a directory.
+
+  Args:
+    checkpoint_path: a checkpoint prefix, or a directory of checkpoints.
+    flag_name: how the error messages name the argument.
+
+  Returns:
+    The checkpoint prefix.
+
+  Raises:
+    ValueError: no path, or no checkpoint there.
+  """
+  if not checkpoint_path:
+    raise ValueError(f'{flag_name} is required: a checkpoint prefix or a '
+                     'directory of checkpoints (e.g. the training model_dir)')
+  if tf.io.gfile.isdir(checkpoint_path):
+    latest = tf.train.latest_checkpoint(checkpoint_path)
+    if latest is None:
+      raise ValueError(f'{flag_name}={checkpoint_path}: no checkpoint in '
+                       'this directory')
+    return latest
+  if not tf.io.gfile.exists(checkpoint_path + '.index'):
+    raise ValueError(f'{flag_name}={checkpoint_path}: not a checkpoint '
+                     f'({checkpoint_path}.index does not exist) nor a '
+                     'directory')
+  return checkpoint_path
+
+
+def save_module(module: export_module.MaskConverModule,
+                function_keys: Union[List[str], Dict[str, str]],
+                export_dir: str,
+                checkpoint_path: Optional[str] = None) -> str:
+  """Saves an export module as a SavedModel (Model Garden's export_base).
+
+  Keras layer traces are left out of the SavedModel: the signatures do not
+  need them, and tracing every layer makes saving several times slower.
+
+  Args:
+    module: the export module.
+    function_keys: [input type], which becomes `serving_default`, or
+      {input type or split part: signature name}.
+    export_dir: directory of the SavedModel.
+    checkpoint_path: checkpoint prefix to load first; None keeps the
+      module's weights.
+
+  Returns:
+    export_dir.
+  """
+  with keras_saving_utils.keras_option_scope(save_traces=False):
+    return export_base.export(module, function_keys, export_dir,
+                              checkpoint_path=checkpoint_path,
+                              timestamped=False)
+
+
+def export_inference_graph(params: cfg.ExperimentConfig,
+                           checkpoint_path: str,
+                           export_dir: str,
+                           input_type: str = 'image_tensor',
+                           input_image_size: Optional[Sequence[int]] = None,
+                           batch_size: Optional[int] = None,
+                           function_keys: Optional[Dict[str, str]] = None,
+                           saved_model_subdir: str = 'saved_model',
+                           checkpoint_subdir: Optional[str] = 'checkpoint'
+                           ) -> str:
+  """Exports a checkpoint the Model Garden way (see the module doc).
+
+  Args:
+    params: the experiment config.
+    checkpoint_path: checkpoint prefix or directory.
+    export_dir: output directory.
+    input_type: input of the serving_default signature (INPUT_TYPES).
+    input_image_size: [height, width] of the network input; None uses
+      task.model.input_size.
+    batch_size: batch size of the signatures; None for any.
+    function_keys: {input type or split part: signature name} to export
+      several signatures; overrides input_type.
+    saved_model_subdir: subdirectory of the SavedModel.
+    checkpoint_subdir: subdirectory of the weights copy; None for none.
+
+  Returns:
+    The SavedModel directory.
+  """
+  checkpoint_path = resolve_checkpoint(checkpoint_path)
+  if input_image_size is None:
+    input_image_size = params.task.model.input_size[:2]
+  module = export_module.MaskConverModule(
+      params, batch_size=batch_size,
+      input_image_size=list(input_image_size), input_type=input_type)
+  with keras_saving_utils.keras_option_scope(save_traces=False):
+    export_saved_model_lib.export_inference_graph(
+        input_type=input_type,
+        batch_size=batch_size,
+        input_image_size=list(input_image_size),
+        params=params,
+        checkpoint_path=checkpoint_path,
+        export_dir=export_dir,
+        export_module=module,
+        function_keys=function_keys,
+        export_checkpoint_subdir=checkpoint_subdir,
+        export_saved_model_subdir=saved_model_subdir)
+  return os.path.join(export_dir, saved_model_subdir)
+
+
+def load_params(experiment: Optional[str], config_files: Sequence[str],
+                params_override: str) -> cfg.ExperimentConfig:
+  """The experiment config with its overrides; errors name the flags."""
+  if not experiment:
+    raise app.UsageError('--experiment is required, e.g. '
+                         '--experiment=maskconver_mnmh_coco_640')
+  try:
+    params = exp_factory.get_exp_config(experiment)
+  except KeyError as e:
+    raise app.UsageError(
+        f'--experiment: unknown experiment {experiment!r}') from e
+  for config_file in config_files or []:
+    if not tf.io.gfile.exists(config_file):
+      raise app.UsageError(f'--config_file: {config_file} does not exist')
+    params = hyperparams.override_params_dict(params, config_file,
+                                              is_strict=True)
+  if params_override:
+    try:
+      params = hyperparams.override_params_dict(params, params_override,
+                                                is_strict=True)
+    except (KeyError, ValueError) as e:
+      raise app.UsageError(f'--params_override: {e}') from e
+  params.validate()
+  params.lock()
+  return params
+
+
+def parse_image_size(text: str, flag_name: str = '--input_image_size'
+                     ) -> List[int]:
+  """Parses 'height,width' into two positive ints; errors name the flag."""
+  try:
+    size = [int(v) for v in text.split(',')]
+  except ValueError as e:
+    raise app.UsageError(
+        f'{flag_name} must be "height,width", e.g. 640,640; got {text!r}'
+    ) from e
+  if len(size) != 2 or min(size) <= 0:
+    raise app.UsageError(f'{flag_name} must be two positive ints '
+                         f'"height,width", got {text!r}')
+  return size
+
+
+def parse_function_keys(text: str) -> Optional[Dict[str, str]]:
+  """Parses 'type:name,type:name'; None for an empty string."""
+  if not text:
+    return None
+  keys = {}
+  valid = export_module.INPUT_TYPES + export_module.SPLIT_PARTS
+  for pair in text.split(','):
+    key, sep, name = pair.partition(':')
+    if not sep or not name or key not in valid:
+      raise app.UsageError(
+          f'--function_keys: bad entry {pair!r}; expected type:name with '
+          f'type in {valid}')
+    keys[key] = name
+  return keys
+
+
+def define_flags() -> None:
+  """Defines the command-line flags (only when run as a program)."""
+  flags.DEFINE_string(
+      'experiment', None,
+      'Registered experiment, e.g. maskconver_mnmh_coco_640.')
+  flags.DEFINE_multi_string(
+      'config_file', None, 'YAML files overriding the experiment, in order.')
+  flags.DEFINE_string(
+      'params_override', '',
+      'YAML string or file overriding the experiment after --config_file.')
+  flags.DEFINE_string(
+      'checkpoint_path', None,
+      'Checkpoint prefix, or a directory whose latest checkpoint is exported.')
+  flags.DEFINE_string('export_dir', None, 'Output directory.')
+  flags.DEFINE_string(
+      'input_type', 'image_tensor',
+      f'Input of the serving_default signature: one of '
+      f'{", ".join(export_module.INPUT_TYPES)}.')
+  flags.DEFINE_string(
+      'input_image_size', None,
+      'height,width of the network input; default: task.model.input_size.')
+  flags.DEFINE_integer(
+      'batch_size', None,
+      'Batch size of the signature; default: any (1 for --input_type=tflite).')
+  flags.DEFINE_string(
+      'function_keys', '',
+      'Several signatures instead of --input_type, as comma-separated '
+      'input_type:signature_name pairs, e.g. '
+      '"image_tensor:serving_default,tflite:tflite". Also accepts the split '
+      'parts "network" and "postprocess" (see export_module).')
+  flags.DEFINE_string(
+      'export_saved_model_subdir', 'saved_model',
+      'Subdirectory of --export_dir receiving the SavedModel.')
+  flags.DEFINE_string(
+      'export_checkpoint_subdir', 'checkpoint',
+      'Subdirectory of --export_dir receiving a copy of the weights.')
+
+
+def main(argv: Sequence[str]) -> None:
+  del argv
+  input_type = FLAGS.input_type
+  if input_type not in export_module.INPUT_TYPES:
+    raise app.UsageError(f'--input_type must be one of '
+                         f'{export_module.INPUT_TYPES}, got {input_type!r}')
+  if not FLAGS.export_dir:
+    raise app.UsageError('--export_dir is required')
+  function_keys = parse_function_keys(FLAGS.function_keys)
+  input_image_size = (parse_image_size(FLAGS.input_image_size)
+                      if FLAGS.input_image_size else None)
+  batch_size = FLAGS.batch_size
+  if batch_size is not None and batch_size <= 0:
+    raise app.UsageError(f'--batch_size must be positive, got {batch_size}')
+  if batch_size is None and input_type == 'tflite' and not function_keys:
+    batch_size = 1
+  try:
+    checkpoint_path = resolve_checkpoint(FLAGS.checkpoint_path)
+  except ValueError as e:
+    raise app.UsageError(str(e)) from e
+  params = load_params(FLAGS.experiment, FLAGS.config_file,
+                       FLAGS.params_override)
+  saved_model_dir = export_inference_graph(
+      params, checkpoint_path, FLAGS.export_dir, input_type=input_type,
+      input_image_size=input_image_size, batch_size=batch_size,
+      function_keys=function_keys,
+      saved_model_subdir=FLAGS.export_saved_model_subdir,
+      checkpoint_subdir=FLAGS.export_checkpoint_subdir or None)
+  logging.info('Exported %s from %s', saved_model_dir, checkpoint_path)
+  print(f'SavedModel written to {saved_model_dir}')
+
+
+def run() -> None:
+  """Console entry point."""
+  define_flags()
+  app.run(main)
+
+
+if __name__ == '__main__':
+  run()

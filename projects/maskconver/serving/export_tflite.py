@@ -1,0 +1,418 @@
+r"""Converts a MaskConver SavedModel to TFLite, with post-training quantization.
+
+  python -m maskconver.serving.export_tflite \
+      --saved_model_dir=/path/to/export/saved_model \
+      --tflite_path=/path/to/model_int8.tflite \
+      --quant_type=int8_full_fp32_io \
+      --experiment=maskconver_mnmh_coco_640 \
+      --params_override="task.validation_data.input_path=coco/val-*"
+
+The SavedModel comes from `export_saved_model --input_type=tflite
+--batch_size=1`: float32 normalized input of a fixed size, the panoptic
+post-processing inside (see `export_module`), so the TFLite model does
+everything from the normalized image to the panoptic maps, with TFLite
+builtin ops only (no Flex / select TF ops; the conversion fails if any is
+needed). Its signature keeps the SavedModel's input and output names.
+
+`--quant_type` takes Model Garden's names:
+
+| quant_type          | weights | network activations | input |
+| ------------------- | ------- | ------------------- | ----- |
+| none (default)      | float32 | float32             | float32 |
+| fp16                | float16 | float32             | float32 |
+| default             | int8    | float32 (dynamic range) | float32 |
+| int8_fallback       | int8    | int8, float where no int8 kernel | float32 |
+| int8_full_fp32_io   | int8    | int8 (TFLITE_BUILTINS_INT8)      | float32 |
+| int8_full           | int8    | int8                | uint8 (quantized) |
+| int8_full_int8_io   | int8    | int8                | int8 (quantized) |
+
+In every int8 type the panoptic merge (the ops under the
+`panoptic_postprocessor/` name scope) stays in float32: in 8 bits it would
+count mask areas with a step of dozens of pixels, and the int8 DIV kernel
+aborts on an empty mask. Its outputs keep their types (int32 maps and
+classes, bool flags, float32 scores and image_info) in every variant.
+
+The int8 types calibrate on `--calibration_steps` images of the
+experiment's `task.validation_data` (parsed like evaluation: resized and
+padded to task.model.input_size, which must be the SavedModel's input size).
+"""
+
+import os
+import re
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
+
+from absl import app
+from absl import flags
+from absl import logging
+import numpy as np
+import tensorflow as tf
+from tensorflow.core.protobuf import saved_model_pb2
+# No public API changes the input type of a model quantized with a denylist.
+from tensorflow.lite.python import util as lite_util
+
+from official.core import config_definitions as cfg
+
+from maskconver import registry_imports  # pylint: disable=unused-import
+from maskconver.serving import export_saved_model
+from maskconver.tasks import maskconver_task
+
+FLAGS = flags.FLAGS
+
+
+QUANT_TYPES = ('none', 'fp16', 'default', 'int8_fallback', 'int8_full_fp32_io',
+               'int8_full', 'int8_full_int8_io')
+RepresentativeDataset = Callable[[], Iterator[Any]]
+# Name scopes of the ops that the int8 types leave in float (see
+# float_node_names).
+FLOAT_SCOPES = ('panoptic_postprocessor/', 'image_info/')
+
+
+
+def normalize_quant_type(quant_type: Optional[str]) -> Optional[str]:
+  """Returns None for float32, else the validated quantization type."""
+  if quant_type is None or quant_type.lower() in ('', 'none', 'float32'):
+    return None
+  if quant_type not in QUANT_TYPES:
+    raise ValueError(f'--quant_type must be one of {QUANT_TYPES}, got '
+                     f'{quant_type!r}')
+  return quant_type
+
+
+def signature_input_specs(saved_model_dir: str,
+                          signature_key: str = 'serving_default'
+                          ) -> Dict[str, tf.TensorSpec]:
+  """The inputs of a signature, checked to have the fixed shapes TFLite needs.
+
+  Reads the signature from saved_model.pb without loading the model.
+
+  Args:
+    saved_model_dir: the SavedModel.
+    signature_key: the signature.
+
+  Returns:
+    {input name: spec}.
+
+  Raises:
+    ValueError: no such signature, or an input of unknown size (e.g. an
+      image_tensor export).
+  """
+  saved_model = saved_model_pb2.SavedModel()
+  with tf.io.gfile.GFile(os.path.join(saved_model_dir, 'saved_model.pb'),
+                         'rb') as f:
+    saved_model.ParseFromString(f.read())
+  signatures = saved_model.meta_graphs[0].signature_def
+  if signature_key not in signatures:
+    raise ValueError(
+        f'--saved_model_dir={saved_model_dir} has no signature '
+        f'{signature_key!r} (it has {sorted(signatures)}); see '
+        '--signature_key')
+  specs = {}
+  for name, info in signatures[signature_key].inputs.items():
+    spec = tf.TensorSpec(tf.TensorShape(info.tensor_shape),
+                         tf.dtypes.as_dtype(info.dtype), name=name)
+    if not spec.shape.is_fully_defined() or spec.dtype == tf.string:
+      raise ValueError(
+          f'--saved_model_dir={saved_model_dir}: signature {signature_key!r} '
+          f'input {name!r} is {spec.dtype.name} {spec.shape}; TFLite needs '
+          'fixed-size tensors: export with --input_type=tflite '
+          '--batch_size=1')
+    specs[name] = spec
+  return specs
+
+
+def calibration_dataset(params: cfg.ExperimentConfig,
+                        input_shape: Sequence[int],
+                        num_steps: int) -> RepresentativeDataset:
+  """Representative dataset of normalized validation images.
+
+  Args:
+    params: experiment config; task.validation_data is read.
+    input_shape: [1, height, width, 3] input of the model to calibrate.
+    num_steps: number of images.
+
+  Returns:
+    A function yielding [float32 [1, height, width, 3]] lists.
+
+  Raises:
+    ValueError: no validation input, or images of another size.
+  """
+  if not params.task.validation_data.input_path:
+    raise ValueError('int8 quantization calibrates on '
+                     'task.validation_data.input_path, which is empty: set '
+                     'it with --params_override or --config_file')
+  model_size = list(params.task.model.input_size[:2])
+  if model_size != list(input_shape[1:3]):
+    raise ValueError(
+        f'task.model.input_size {model_size} differs from the SavedModel '
+        f'input {list(input_shape[1:3])}: calibration images would have the '
+        'wrong size; set task.model.input_size to the export size')
+  task_config = params.task.replace(validation_data={
+      'global_batch_size': 1, 'drop_remainder': False, 'dtype': 'float32'})
+
+  def images() -> Iterator[List[np.ndarray]]:
+    task = maskconver_task.MaskConverTask(task_config)
+    dataset = task.build_inputs(task_config.validation_data)
+    for image, _ in dataset.take(num_steps):
+      yield [image.numpy()]
+
+  return images
+
+
+def random_calibration_dataset(input_shape: Sequence[int], num_steps: int,
+                               seed: int = 0) -> RepresentativeDataset:
+  """Representative dataset of random normal images (latency work only).
+
+  Args:
+    input_shape: [1, height, width, 3].
+    num_steps: number of images.
+    seed: random seed.
+
+  Returns:
+    A function yielding [float32 input_shape] lists.
+  """
+  def images() -> Iterator[List[np.ndarray]]:
+    rng = np.random.default_rng(seed)
+    for _ in range(num_steps):
+      yield [rng.standard_normal(list(input_shape)).astype(np.float32)]
+
+  return images
+
+
+def _converter(saved_model_dir: str, signature_key: str
+               ) -> tf.lite.TFLiteConverter:
+  converter = tf.lite.TFLiteConverter.from_saved_model(
+      saved_model_dir, signature_keys=[signature_key])
+  converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+  return converter
+
+
+def float_node_names(float_model: bytes) -> List[str]:
+  """Tensors of the panoptic merge (and image_info) in a float TFLite model.
+
+  The int8 types keep these in float: quantized, the merge counts mask areas
+  in 8 bits and the int8 DIV kernel aborts on an empty mask.
+  """
+  interpreter = interpreter_class()(model_content=float_model)
+  return [t['name'] for t in interpreter.get_tensor_details()
+          if t['name'].startswith(FLOAT_SCOPES)]
+
+
+def convert(saved_model_dir: str,
+            quant_type: Optional[str] = None,
+            representative_dataset: Optional[RepresentativeDataset] = None,
+            signature_key: str = 'serving_default') -> bytes:
+  """Converts one signature of a SavedModel to a TFLite flatbuffer.
+
+  Args:
+    saved_model_dir: the SavedModel.
+    quant_type: None or one of QUANT_TYPES (module doc).
+    representative_dataset: calibration data, required by the int8 types.
+    signature_key: the signature to convert.
+
+  Returns:
+    The TFLite model, with builtin ops only.
+
+  Raises:
+    ValueError: bad quant_type, missing calibration data, or the model
+      needs ops that are not TFLite builtins.
+  """
+  quant_type = normalize_quant_type(quant_type)
+  converter = _converter(saved_model_dir, signature_key)
+  if quant_type is None:
+    tflite_model = converter.convert()
+  elif quant_type in ('fp16', 'default'):
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if quant_type == 'fp16':
+      converter.target_spec.supported_types = [tf.float16]
+    tflite_model = converter.convert()
+  else:
+    tflite_model = _convert_int8(saved_model_dir, signature_key, converter,
+                                 quant_type, representative_dataset)
+  non_builtin = non_builtin_ops(tflite_model)
+  if non_builtin:
+    raise ValueError(f'the TFLite model needs non-builtin ops {non_builtin}')
+  return tflite_model
+
+
+def _convert_int8(saved_model_dir: str, signature_key: str,
+                  converter: tf.lite.TFLiteConverter, quant_type: str,
+                  representative_dataset: Optional[RepresentativeDataset]
+                  ) -> bytes:
+  """Integer quantization of the network; the panoptic merge stays float."""
+  if representative_dataset is None:
+    raise ValueError(f'--quant_type={quant_type} needs calibration data: '
+                     'pass --experiment with task.validation_data')
+  converter.optimizations = [tf.lite.Optimize.DEFAULT]
+  converter.representative_dataset = representative_dataset
+  if quant_type.startswith('int8_full'):
+    converter.target_spec.supported_ops = [
+        tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+  io_type = {'int8_full': tf.uint8, 'int8_full_int8_io': tf.int8}.get(
+      quant_type)
+  float_nodes = float_node_names(
+      _converter(saved_model_dir, signature_key).convert())
+  if not float_nodes:
+    if io_type is not None:
+      converter.inference_input_type = io_type
+      converter.inference_output_type = io_type
+    return converter.convert()
+  debugger = tf.lite.experimental.QuantizationDebugger(
+      converter=converter, debug_dataset=representative_dataset,
+      debug_options=tf.lite.experimental.QuantizationDebugOptions(
+          denylisted_nodes=float_nodes))
+  tflite_model = debugger.get_nondebug_quantized_model()
+  if io_type is not None:
+    # The denylisting path ignores inference_input_type; the outputs of the
+    # float merge stay float32.
+    tflite_model = lite_util.modify_model_io_type(tflite_model, io_type,
+                                                  tf.float32)
+  return tflite_model
+
+
+def interpreter_class(runtime: str = 'auto') -> type:
+  """The TFLite interpreter class: LiteRT's (ai-edge-litert) or tf.lite's.
+
+  Args:
+    runtime: 'litert', 'tf' or 'auto' (LiteRT if installed, else tf.lite).
+
+  Returns:
+    The Interpreter class.
+  """
+  if runtime not in ('auto', 'litert', 'tf'):
+    raise ValueError(f'runtime must be auto, litert or tf, got {runtime!r}')
+  if runtime == 'tf':
+    return tf.lite.Interpreter
+  try:
+    # Optional dependency. pylint: disable-next=g-import-not-at-top
+    from ai_edge_litert import interpreter as litert
+  except ImportError:
+    if runtime == 'litert':
+      raise
+    logging.info('ai-edge-litert is not installed; using tf.lite')
+    return tf.lite.Interpreter
+  return litert.Interpreter
+
+
+def make_interpreter(model_content: bytes, num_threads: Optional[int] = None,
+                     runtime: str = 'auto') -> Any:
+  """A TFLite interpreter with its tensors allocated.
+
+  Args:
+    model_content: the TFLite model.
+    num_threads: CPU threads; None for the runtime's default.
+    runtime: see `interpreter_class`.
+
+  Returns:
+    The interpreter.
+  """
+  interpreter = interpreter_class(runtime)(model_content=model_content,
+                                           num_threads=num_threads)
+  interpreter.allocate_tensors()
+  return interpreter
+
+
+def op_names(tflite_model: bytes) -> List[str]:
+  """Sorted names of the distinct operators of a TFLite model."""
+  interpreter = interpreter_class()(model_content=tflite_model)
+  # The op list has no public accessor. pylint: disable-next=protected-access
+  return sorted({op['op_name'] for op in interpreter._get_ops_details()})
+
+
+def non_builtin_ops(tflite_model: bytes) -> List[str]:
+  """Ops that are not TFLite builtins (Flex ops, custom ops)."""
+  return [name for name in op_names(tflite_model)
+          if name.startswith('Flex') or not re.fullmatch(r'[A-Z0-9_]+',
+                                                          name)]
+
+
+def write_atomic(path: str, content: bytes) -> None:
+  """Writes a file so that a reader never sees it half-written."""
+  directory = os.path.dirname(os.path.abspath(path))
+  tf.io.gfile.makedirs(directory)
+  temporary = path + '.tmp'
+  with tf.io.gfile.GFile(temporary, 'wb') as f:
+    f.write(content)
+  tf.io.gfile.rename(temporary, path, overwrite=True)
+
+
+def define_flags() -> None:
+  """Defines the command-line flags (only when run as a program)."""
+  flags.DEFINE_string(
+      'saved_model_dir', None,
+      'SavedModel exported with --input_type=tflite --batch_size=1.')
+  flags.DEFINE_string('tflite_path', None, 'Output .tflite file.')
+  flags.DEFINE_string(
+      'quant_type', None,
+      f'Post-training quantization: one of {", ".join(QUANT_TYPES)}; '
+      'absent or "none" for float32.')
+  flags.DEFINE_string(
+      'signature_key', 'serving_default',
+      'Signature of the SavedModel to convert (e.g. "tflite", "network" or '
+      '"postprocess" of a multi-signature export).')
+  flags.DEFINE_string(
+      'experiment', None,
+      'Registered experiment, for the int8 calibration data.')
+  flags.DEFINE_multi_string(
+      'config_file', None, 'YAML files overriding the experiment, in order.')
+  flags.DEFINE_string(
+      'params_override', '',
+      'YAML string or file overriding the experiment after --config_file.')
+  flags.DEFINE_integer(
+      'calibration_steps', 100,
+      'Validation images used to calibrate the int8 types.')
+
+
+def main(argv: Sequence[str]) -> None:
+  del argv
+  try:
+    quant_type = normalize_quant_type(FLAGS.quant_type)
+  except ValueError as e:
+    raise app.UsageError(str(e)) from e
+  saved_model_dir = FLAGS.saved_model_dir
+  if not saved_model_dir:
+    raise app.UsageError('--saved_model_dir is required')
+  if not tf.saved_model.contains_saved_model(saved_model_dir):
+    raise app.UsageError(f'--saved_model_dir={saved_model_dir}: no '
+                         'SavedModel there')
+  if not FLAGS.tflite_path:
+    raise app.UsageError('--tflite_path is required')
+  if FLAGS.calibration_steps <= 0:
+    raise app.UsageError('--calibration_steps must be positive')
+  try:
+    specs = signature_input_specs(saved_model_dir, FLAGS.signature_key)
+  except ValueError as e:
+    raise app.UsageError(str(e)) from e
+  representative_dataset = None
+  if quant_type is not None and quant_type.startswith('int8'):
+    if len(specs) != 1:
+      raise app.UsageError(
+          f'--quant_type={quant_type} calibrates with images, but signature '
+          f'{FLAGS.signature_key!r} takes {sorted(specs)}')
+    spec = next(iter(specs.values()))
+    if not FLAGS.experiment:
+      raise app.UsageError(
+          f'--quant_type={quant_type} calibrates on validation images: pass '
+          '--experiment (and --config_file / --params_override setting '
+          'task.validation_data.input_path)')
+    params = export_saved_model.load_params(
+        FLAGS.experiment, FLAGS.config_file, FLAGS.params_override)
+    try:
+      representative_dataset = calibration_dataset(
+          params, spec.shape.as_list(), FLAGS.calibration_steps)
+    except ValueError as e:
+      raise app.UsageError(str(e)) from e
+  tflite_model = convert(saved_model_dir, quant_type, representative_dataset,
+                         FLAGS.signature_key)
+  write_atomic(FLAGS.tflite_path, tflite_model)
+  print(f'TFLite model ({quant_type or "float32"}, '
+        f'{len(tflite_model) / 1e6:.2f} MB) written to {FLAGS.tflite_path}')
+
+
+def run() -> None:
+  """Console entry point."""
+  define_flags()
+  app.run(main)
+
+
+if __name__ == '__main__':
+  run()

@@ -1,0 +1,357 @@
+r"""Parameters, FLOPs and CPU latency of MaskConver in each export format.
+
+  python -m maskconver.tools.benchmark --experiment=maskconver_mnmh_coco_256 \
+      --formats=keras,saved_model,tflite_float32,tflite_fp16,tflite_dynamic,\
+tflite_int8 --num_runs=20 --warmup=3 --num_threads=1
+
+For each format it times, at batch 1 on one fixed random image, after
+`--warmup` untimed runs, `--num_runs` runs of
+
+* network: normalized image -> mask logits and top-K detections;
+* postprocess: those -> panoptic maps at the network input size (the
+  `PanopticPostprocessor` merge);
+* total: both in one model (image -> panoptic maps), as deployed;
+
+and reports the median, min and max in milliseconds. The formats:
+
+* keras: the Keras model and post-processing layer called eagerly;
+* saved_model: the `export_module` SavedModel (its `tflite`, `network` and
+  `postprocess` signatures), run by TensorFlow;
+* tflite_float32 / tflite_fp16 / tflite_dynamic / tflite_int8: that
+  SavedModel converted by `export_tflite.convert` with quant_type none /
+  fp16 / default (dynamic range, int8 weights) / int8_full_fp32_io (int8
+  weights and activations, float input and output), run by LiteRT
+  (ai-edge-litert) when installed, else tf.lite. The int8 model calibrates
+  on random normal images (latency does not depend on the calibration; PQ
+  does: use export_tflite with validation data for a model to ship).
+
+Without --checkpoint_path the weights are random, which is fine for latency
+(the post-processing time depends on how many detections pass the score
+threshold; random weights give an arbitrary number of them). `--num_threads`
+sets TensorFlow's intra- and inter-op threads and the TFLite interpreter's.
+FLOPs count one multiply-add as one FLOP (maskconver.tools.model_stats).
+
+Prints a table and, on its LAST line, one JSON object with the experiment,
+input size, machine, params, FLOPs and {format: {part: {median_ms, min_ms,
+max_ms}}} (or {format: {"error": message}} if a format failed), plus the
+int8 / float32 latency ratios.
+"""
+
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
+
+from absl import app
+from absl import flags
+from absl import logging
+import numpy as np
+import tensorflow as tf
+
+from maskconver import keys
+from maskconver import registry_imports  # pylint: disable=unused-import
+from maskconver.serving import export_module
+from maskconver.serving import export_saved_model
+from maskconver.serving import export_tflite
+from maskconver.tools import model_stats
+
+FLAGS = flags.FLAGS
+FORMATS = ('keras', 'saved_model', 'tflite_float32', 'tflite_fp16',
+           'tflite_dynamic', 'tflite_int8')
+# Quantization type of each TFLite format (export_tflite.QUANT_TYPES).
+TFLITE_QUANT_TYPES = {
+    'tflite_float32': None,
+    'tflite_fp16': 'fp16',
+    'tflite_dynamic': 'default',
+    'tflite_int8': 'int8_full_fp32_io',
+}
+PARTS = ('network', 'postprocess', 'total')
+# Signature of each part in the benchmark's SavedModel.
+_SIGNATURES = {'total': 'tflite', 'network': 'network',
+               'postprocess': 'postprocess'}
+_CALIBRATION_STEPS = 8
+
+
+def define_flags() -> None:
+  """Defines the command-line flags (only when run as a program).
+
+  `model_stats` defines --experiment, --config_file, --params_override and
+  --input_size when imported, with the meaning they have here; they are
+  defined here only if absent.
+  """
+  shared = (
+      (flags.DEFINE_string, 'experiment', None,
+       'Registered experiment, e.g. maskconver_mnmh_coco_256.'),
+      (flags.DEFINE_multi_string, 'config_file', None,
+       'YAML files overriding the experiment.'),
+      (flags.DEFINE_string, 'params_override', None,
+       'YAML string or file overriding the experiment.'),
+      (flags.DEFINE_string, 'input_size', None,
+       'HxW network input; default: task.model.input_size.'),
+  )
+  for define, name, default, help_text in shared:
+    if name not in FLAGS:
+      define(name, default, help_text)
+  flags.DEFINE_string('checkpoint_path', None,
+                      'Checkpoint prefix or directory; default: random '
+                      'weights.')
+  flags.DEFINE_list('formats', list(FORMATS),
+                    f'Comma-separated formats among {", ".join(FORMATS)}.')
+  flags.DEFINE_integer('num_runs', 20, 'Timed runs per part and format.')
+  flags.DEFINE_integer('warmup', 3, 'Untimed runs before timing.')
+  flags.DEFINE_integer('num_threads', 1,
+                       'CPU threads of TensorFlow and of the TFLite runtime.')
+  flags.DEFINE_string('work_dir', None,
+                      'Where to keep the SavedModel and .tflite files; '
+                      'default: a temporary directory, deleted afterwards.')
+
+
+def machine_info() -> Dict[str, Any]:
+  """CPU model name and logical CPU count of this machine."""
+  cpu = platform.processor() or platform.machine()
+  if os.path.exists('/proc/cpuinfo'):
+    with open('/proc/cpuinfo', encoding='utf-8') as f:
+      for line in f:
+        if line.startswith('model name'):
+          cpu = line.split(':', 1)[1].strip()
+          break
+  return {'cpu': cpu, 'cpu_count': os.cpu_count()}
+
+
+def time_runs(function: Callable[[], Any], num_runs: int,
+              warmup: int) -> Dict[str, float]:
+  """Median, min and max milliseconds of `num_runs` calls after `warmup`."""
+  if num_runs <= 0 or warmup < 0:
+    raise ValueError(f'need num_runs > 0 and warmup >= 0, got {num_runs}, '
+                     f'{warmup}')
+  for _ in range(warmup):
+    function()
+  times = []
+  for _ in range(num_runs):
+    start = time.perf_counter()
+    function()
+    times.append((time.perf_counter() - start) * 1000.0)
+  return {'median_ms': statistics.median(times), 'min_ms': min(times),
+          'max_ms': max(times)}
+
+
+def _numpy(outputs: Mapping[str, Any]) -> Dict[str, np.ndarray]:
+  return {k: np.asarray(v) for k, v in outputs.items()}
+
+
+def _keras_parts(module: export_module.MaskConverModule, image: np.ndarray,
+                 network_outputs: Mapping[str, np.ndarray]
+                 ) -> Dict[str, Callable[[], Any]]:
+  image = tf.constant(image)
+  network_outputs = {k: tf.constant(v) for k, v in network_outputs.items()}
+  return {
+      'network': lambda: _numpy(module.network(image)),
+      'postprocess': lambda: _numpy(module.postprocess(network_outputs)),
+      'total': lambda: _numpy(module.serve_normalized(image)),
+  }
+
+
+def _postprocess_inputs(network_outputs: Mapping[str, np.ndarray]
+                        ) -> Dict[str, np.ndarray]:
+  return {'mask_logits': network_outputs[keys.MASK_LOGITS],
+          'detected_classes': network_outputs[keys.DETECTED_CLASSES],
+          'detected_scores': network_outputs[keys.DETECTED_SCORES]}
+
+
+def _saved_model_parts(saved_model_dir: str, image: np.ndarray,
+                       network_outputs: Mapping[str, np.ndarray]
+                       ) -> Dict[str, Callable[[], Any]]:
+  loaded = tf.saved_model.load(saved_model_dir)
+  image = tf.constant(image)
+  post_inputs = {k: tf.constant(v)
+                 for k, v in _postprocess_inputs(network_outputs).items()}
+  signatures = {part: loaded.signatures[name]
+                for part, name in _SIGNATURES.items()}
+  return {
+      'network': lambda: _numpy(signatures['network'](inputs=image)),
+      'postprocess': lambda: _numpy(signatures['postprocess'](**post_inputs)),
+      'total': lambda: _numpy(signatures['total'](inputs=image)),
+  }
+
+
+def _tflite_parts(saved_model_dir: str, quant_type: Optional[str],
+                  work_dir: str, name: str, image: np.ndarray,
+                  network_outputs: Mapping[str, np.ndarray],
+                  postprocess_calibration: List[Dict[str, np.ndarray]],
+                  num_threads: int) -> Dict[str, Callable[[], Any]]:
+  """Converts the three signatures and returns their timed calls."""
+  image_calibration = export_tflite.random_calibration_dataset(
+      image.shape, _CALIBRATION_STEPS)
+  calibration = {
+      'network': image_calibration,
+      'total': image_calibration,
+      'postprocess': lambda: iter([dict(d) for d in postprocess_calibration]),
+  }
+  inputs = {'network': {'inputs': image}, 'total': {'inputs': image},
+            'postprocess': _postprocess_inputs(network_outputs)}
+  parts = {}
+  for part, signature in _SIGNATURES.items():
+    start = time.perf_counter()
+    model = export_tflite.convert(
+        saved_model_dir, quant_type,
+        calibration[part] if quant_type and quant_type.startswith('int8')
+        else None, signature_key=signature)
+    logging.info('%s %s: converted in %.1f s, %.2f MB', name, part,
+                 time.perf_counter() - start, len(model) / 1e6)
+    export_tflite.write_atomic(os.path.join(work_dir, f'{name}_{part}.tflite'),
+                               model)
+    runner = export_tflite.make_interpreter(
+        model, num_threads=num_threads).get_signature_runner(signature)
+    parts[part] = (lambda runner=runner, feed=inputs[part]: runner(**feed))
+  return parts
+
+
+def benchmark(params: Any, input_size: Sequence[int], formats: Sequence[str],
+              num_runs: int, warmup: int, num_threads: int, work_dir: str,
+              checkpoint_path: Optional[str] = None) -> Dict[str, Any]:
+  """Measures every format; see the module doc for the result."""
+  height, width = input_size
+  module = export_module.MaskConverModule(
+      params, batch_size=1, input_image_size=[height, width],
+      input_type='tflite')
+  if checkpoint_path:
+    tf.train.Checkpoint(model=module.model).read(
+        checkpoint_path).expect_partial().assert_existing_objects_matched()
+  rng = np.random.default_rng(0)
+  image = rng.standard_normal([1, height, width, 3]).astype(np.float32)
+  network_outputs = _numpy(module.network(tf.constant(image)))
+  postprocess_calibration = [
+      _postprocess_inputs(_numpy(module.network(tf.constant(
+          rng.standard_normal([1, height, width, 3]).astype(np.float32)))))
+      for _ in range(_CALIBRATION_STEPS)]
+  result = {
+      'input_size': [height, width],
+      'machine': dict(machine_info(), num_threads=num_threads),
+      'params': module.model.count_params(),
+      'flops': model_stats.count_flops(module.model, height, width),
+      'detections_above_threshold': int(np.sum(
+          network_outputs[keys.DETECTED_SCORES] >=
+          module.postprocessor.score_threshold)),
+      'latency': {},
+  }
+  saved_model_dir = None
+  if any(f != 'keras' for f in formats):
+    saved_model_dir = export_saved_model.save_module(
+        module, {'tflite': 'tflite', 'network': 'network',
+                 'postprocess': 'postprocess'},
+        os.path.join(work_dir, 'saved_model'))
+  for name in formats:
+    logging.info('Benchmarking %s', name)
+    try:
+      if name == 'keras':
+        parts = _keras_parts(module, image, network_outputs)
+      elif name == 'saved_model':
+        parts = _saved_model_parts(saved_model_dir, image, network_outputs)
+      else:
+        parts = _tflite_parts(saved_model_dir, TFLITE_QUANT_TYPES[name],
+                              work_dir, name, image, network_outputs,
+                              postprocess_calibration, num_threads)
+    except (ValueError, RuntimeError) as e:
+      # A format that cannot be built is reported, the others still run.
+      logging.error('%s failed: %s', name, e)
+      result['latency'][name] = {'error': str(e).splitlines()[0]}
+      continue
+    result['latency'][name] = {
+        part: time_runs(parts[part], num_runs, warmup) for part in PARTS}
+  result['int8_float_ratio'] = latency_ratios(result['latency'],
+                                              'tflite_int8', 'tflite_float32')
+  return result
+
+
+def latency_ratios(latency: Mapping[str, Any], numerator: str,
+                   denominator: str) -> Optional[Dict[str, float]]:
+  """{part: median(numerator) / median(denominator)}, None if one is absent."""
+  top, bottom = latency.get(numerator), latency.get(denominator)
+  if not top or not bottom or 'error' in top or 'error' in bottom:
+    return None
+  return {part: top[part]['median_ms'] / bottom[part]['median_ms']
+          for part in PARTS}
+
+
+def format_table(result: Mapping[str, Any]) -> str:
+  """The human-readable report."""
+  lines = [
+      f'experiment   {result.get("experiment")}',
+      f'input size   {result["input_size"][0]}x{result["input_size"][1]}',
+      f'machine      {result["machine"]["cpu"]}, '
+      f'{result["machine"]["cpu_count"]} CPUs, '
+      f'{result["machine"]["num_threads"]} thread(s) used',
+      f'params       {result["params"] / 1e6:.2f} M',
+      f'FLOPs        {result["flops"] / 1e9:.2f} B (multiply-adds, network)',
+      '',
+      f'{"format":<16}' + ''.join(
+          f'{part + " ms (med/min/max)":>30}' for part in PARTS),
+  ]
+  for name, parts in result['latency'].items():
+    if 'error' in parts:
+      lines.append(f'{name:<16}  failed: {parts["error"]}')
+      continue
+    lines.append(f'{name:<16}' + ''.join(
+        f'{p["median_ms"]:>14.1f} /{p["min_ms"]:>6.1f} /{p["max_ms"]:>6.1f}'
+        for p in (parts[part] for part in PARTS)))
+  ratio = result.get('int8_float_ratio')
+  if ratio:
+    lines.append('')
+    lines.append('int8 / float32 latency: ' + ', '.join(
+        f'{part} {value:.2f}' for part, value in ratio.items()))
+  return '\n'.join(lines)
+
+
+def parse_formats(formats: Sequence[str]) -> List[str]:
+  """Checks the --formats list; errors name the flag."""
+  unknown = [f for f in formats if f not in FORMATS]
+  if unknown or not formats:
+    raise app.UsageError(f'--formats: unknown format(s) {unknown}; choose '
+                         f'from {", ".join(FORMATS)}')
+  return list(formats)
+
+
+def main(argv: Sequence[str]) -> Optional[int]:
+  del argv
+  logging.set_verbosity(logging.WARNING)
+  formats = parse_formats(FLAGS.formats)
+  if FLAGS.num_runs <= 0 or FLAGS.warmup < 0:
+    raise app.UsageError('--num_runs must be positive and --warmup >= 0')
+  if FLAGS.num_threads <= 0:
+    raise app.UsageError('--num_threads must be positive')
+  tf.config.threading.set_intra_op_parallelism_threads(FLAGS.num_threads)
+  tf.config.threading.set_inter_op_parallelism_threads(FLAGS.num_threads)
+  params = export_saved_model.load_params(
+      FLAGS.experiment, FLAGS.config_file, FLAGS.params_override or '')
+  try:
+    input_size = (model_stats.parse_size(FLAGS.input_size)
+                  if FLAGS.input_size else
+                  list(params.task.model.input_size[:2]))
+    checkpoint_path = (export_saved_model.resolve_checkpoint(
+        FLAGS.checkpoint_path) if FLAGS.checkpoint_path else None)
+  except ValueError as e:
+    raise app.UsageError(str(e)) from e
+  with tempfile.TemporaryDirectory() as temporary:
+    work_dir = FLAGS.work_dir or temporary
+    result = benchmark(params, input_size, formats, FLAGS.num_runs,
+                       FLAGS.warmup, FLAGS.num_threads, work_dir,
+                       checkpoint_path)
+  result = dict(experiment=FLAGS.experiment, **result)
+  print(format_table(result))
+  sys.stdout.flush()
+  print(json.dumps(result))
+  return 0
+
+
+def run() -> None:
+  """Console entry point."""
+  define_flags()
+  app.run(main)
+
+
+if __name__ == '__main__':
+  run()

@@ -1,0 +1,93 @@
+"""The latency benchmark: helpers with hand numbers, and the command line."""
+
+import json
+
+from absl import app
+import pytest
+
+from maskconver.tools import benchmark
+
+_BENCHMARK = 'maskconver.tools.benchmark'
+
+
+def _latency(median):
+  return {part: {'median_ms': median * scale, 'min_ms': 1.0, 'max_ms': 9.0}
+          for part, scale in zip(benchmark.PARTS, (1.0, 0.5, 1.5))}
+
+
+def test_time_runs_counts_runs_after_warmup():
+  calls = []
+  stats = benchmark.time_runs(lambda: calls.append(1), num_runs=5, warmup=2)
+  assert len(calls) == 7
+  assert 0.0 <= stats['min_ms'] <= stats['median_ms'] <= stats['max_ms']
+  with pytest.raises(ValueError, match='num_runs'):
+    benchmark.time_runs(lambda: None, num_runs=0, warmup=0)
+
+
+def test_latency_ratios_divide_medians():
+  latency = {'tflite_int8': _latency(4.0), 'tflite_float32': _latency(8.0),
+             'keras': {'error': 'boom'}}
+  ratios = benchmark.latency_ratios(latency, 'tflite_int8', 'tflite_float32')
+  assert ratios == {'network': 0.5, 'postprocess': 0.5, 'total': 0.5}
+  assert benchmark.latency_ratios(latency, 'keras', 'tflite_float32') is None
+  assert benchmark.latency_ratios(latency, 'tflite_fp16',
+                                  'tflite_float32') is None
+
+
+def test_table_lists_every_format():
+  result = {'experiment': 'x', 'input_size': [64, 32],
+            'machine': {'cpu': 'cpu', 'cpu_count': 2, 'num_threads': 1},
+            'params': 2_500_000, 'flops': 1_500_000_000,
+            'latency': {'keras': _latency(10.0),
+                        'tflite_int8': {'error': 'no kernel'}},
+            'int8_float_ratio': None}
+  table = benchmark.format_table(result)
+  assert 'input size   64x32' in table
+  assert 'params       2.50 M' in table
+  assert 'FLOPs        1.50 B' in table
+  keras_row = next(l for l in table.splitlines() if l.startswith('keras'))
+  assert keras_row.split()[1:4] == ['10.0', '/', '1.0']
+  assert 'tflite_int8       failed: no kernel' in table
+
+
+def test_cli_prints_json_last(serving, tiny_module):
+  result = serving.run_module(_BENCHMARK, [
+      f'--experiment={serving.experiment}',
+      f'--params_override={serving.override_flag}', '--formats=keras',
+      '--num_runs=2', '--warmup=1'])
+  assert result.returncode == 0, result.stderr
+  lines = result.stdout.strip().splitlines()
+  report = json.loads(lines[-1])
+  assert report['input_size'] == [64, 64]
+  assert report['params'] == tiny_module.model.count_params()
+  assert report['flops'] > 0
+  assert report['machine']['num_threads'] == 1
+  assert list(report['latency']) == ['keras']
+  for part in benchmark.PARTS:
+    stats = report['latency']['keras'][part]
+    assert 0 < stats['min_ms'] <= stats['median_ms'] <= stats['max_ms']
+  assert report['int8_float_ratio'] is None
+  assert any(l.startswith('keras') for l in lines[:-1])
+
+
+def test_bad_formats_are_named():
+  assert benchmark.parse_formats(['keras', 'tflite_int8']) == [
+      'keras', 'tflite_int8']
+  with pytest.raises(app.UsageError,
+                     match=r"--formats: unknown format\(s\) \['onnx'\]"):
+    benchmark.parse_formats(['keras', 'onnx'])
+
+
+@pytest.mark.slow
+def test_cli_all_formats(serving, tmp_path):
+  result = serving.run_module(_BENCHMARK, [
+      f'--experiment={serving.experiment}',
+      f'--params_override={serving.override_flag}', '--num_runs=2',
+      '--warmup=1', f'--work_dir={tmp_path}'])
+  assert result.returncode == 0, result.stderr
+  report = json.loads(result.stdout.strip().splitlines()[-1])
+  assert list(report['latency']) == list(benchmark.FORMATS)
+  for name, parts in report['latency'].items():
+    assert 'error' not in parts, (name, parts)
+  assert set(report['int8_float_ratio']) == set(benchmark.PARTS)
+  assert (tmp_path / 'tflite_int8_total.tflite').exists()
