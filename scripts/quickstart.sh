@@ -16,7 +16,7 @@ python="$(bash "$root/scripts/setup_env.sh" | tail -n 1)"
 export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
 start=$(date +%s)
 
-echo "== 1/4 synthetic dataset -> $work/data"
+echo "== 1/6 synthetic dataset -> $work/data"
 if [ ! -f "$work/data/annotations/panoptic_val.json" ]; then
   "$python" -m maskconver.data.synthetic --output_dir="$work/data" \
     --num_train=400 --num_val=50 --image_size=128 --seed=0
@@ -24,7 +24,7 @@ else
   echo "exists, reusing it"
 fi
 
-echo "== 2/4 TFRecords -> $work/records"
+echo "== 2/6 TFRecords -> $work/records"
 for split in train val; do
   if ! ls "$work/records/$split"-*.tfrecord >/dev/null 2>&1; then
     "$python" -m maskconver.data.convert_coco_panoptic \
@@ -37,7 +37,7 @@ for split in train val; do
   fi
 done
 
-echo "== 3/4 train + evaluate -> $work/model"
+echo "== 3/6 train + evaluate -> $work/model"
 "$python" -m maskconver.train \
   --experiment=maskconver_synthetic \
   --mode=train_and_eval \
@@ -46,7 +46,33 @@ echo "== 3/4 train + evaluate -> $work/model"
   --params_override="task.train_data.input_path=$work/records/train-*,task.validation_data.input_path=$work/records/val-*,task.validation_data.label_map_path=$work/records/val_label_map.json" \
   2>&1 | "$python" "$root/scripts/progress_filter.py"
 
-echo "== 4/4 result"
+echo "== 4/6 export: SavedModel -> $work/export, TFLite -> $work/export/model_float32.tflite"
+override="task.validation_data.input_path=$work/records/val-*"
+: > "$work/export.log"
+"$python" -m maskconver.serving.export_saved_model \
+  --experiment=maskconver_synthetic --checkpoint_path="$work/model" \
+  --params_override="$override" --export_dir="$work/export/image_tensor" \
+  --input_type=image_tensor --batch_size=1 \
+  >> "$work/export.log" 2>&1 || { tail -n 30 "$work/export.log"; exit 1; }
+"$python" -m maskconver.serving.export_saved_model \
+  --experiment=maskconver_synthetic --checkpoint_path="$work/model" \
+  --params_override="$override" --export_dir="$work/export/tflite_input" \
+  --input_type=tflite --batch_size=1 --input_image_size=128,128 \
+  >> "$work/export.log" 2>&1 || { tail -n 30 "$work/export.log"; exit 1; }
+"$python" -m maskconver.serving.export_tflite \
+  --saved_model_dir="$work/export/tflite_input/saved_model" \
+  --tflite_path="$work/export/model_float32.tflite" \
+  >> "$work/export.log" 2>&1 || { tail -n 30 "$work/export.log"; exit 1; }
+ls -l "$work/export/image_tensor/saved_model/saved_model.pb" "$work/export/model_float32.tflite"
+
+echo "== 5/6 demo on 4 val images -> $work/demo"
+mkdir -p "$work/demo_inputs"
+for f in $(ls "$work/data/val" | head -n 4); do cp "$work/data/val/$f" "$work/demo_inputs/"; done
+"$python" -m maskconver.demo --model="$work/export/image_tensor/saved_model" \
+  --input="$work/demo_inputs" --output_dir="$work/demo" \
+  --label_map="$work/records/val_label_map.json" 2>&1 | tail -n 3
+
+echo "== 6/6 result"
 "$python" - "$work/model/eval_metrics.json" "$start" <<'PY'
 import json, sys, time
 metrics = json.load(open(sys.argv[1]))
