@@ -82,7 +82,7 @@ from maskconver.modeling import factory
 from maskconver.tasks import maskconver_task
 
 INPUT_TYPES = ('image_tensor', 'image_bytes', 'tf_example', 'tflite')
-# Output keys of every signature, in the order of the table above.
+# Output keys of every signature, in the order of the module doc.
 OUTPUT_KEYS = (keys.CATEGORY_MASK, keys.INSTANCE_MASK,
                keys.PANOPTIC_SEGMENT_MAP, keys.SEGMENT_CLASSES_OUT,
                keys.SEGMENT_SCORES_OUT, keys.SEGMENT_IS_THING_OUT,

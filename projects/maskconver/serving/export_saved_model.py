@@ -161,8 +161,11 @@ def load_params(experiment: Optional[str], config_files: Sequence[str],
   for config_file in config_files or []:
     if not tf.io.gfile.exists(config_file):
       raise app.UsageError(f'--config_file: {config_file} does not exist')
-    params = hyperparams.override_params_dict(params, config_file,
-                                              is_strict=True)
+    try:
+      params = hyperparams.override_params_dict(params, config_file,
+                                                is_strict=True)
+    except (KeyError, ValueError) as e:
+      raise app.UsageError(f'--config_file={config_file}: {e}') from e
   if params_override:
     try:
       params = hyperparams.override_params_dict(params, params_override,
