@@ -32,8 +32,8 @@ import tf_keras
 
 from official.vision.ops import preprocess_ops
 
+from maskconver import experiment_loading
 from maskconver import keys
-from maskconver.inference import checkpoint_predictor
 from maskconver.modeling import factory
 from maskconver.tasks import maskconver_task
 
@@ -155,7 +155,7 @@ def _make_decisive(model, num_classes):
 def build_tiny_models(root: str) -> TinyModels:
   """Builds the tiny model and writes its three forms under `root`."""
   override = json.dumps(PARAMS_OVERRIDE)
-  params = checkpoint_predictor.load_experiment(EXPERIMENT, (), override)
+  params = experiment_loading.load_experiment(EXPERIMENT, (), override)
   model_config = params.task.model
   tf_keras.utils.set_random_seed(1)
   model = factory.build_maskconver_model(

@@ -98,7 +98,7 @@ def test_load_predictor_errors(tmp_path, tiny_models):
   with pytest.raises(ValueError, match='not a registered experiment'):
     predictor_factory.load_predictor(experiment='no_such_experiment',
                                      checkpoint_path=tiny_models.checkpoint_dir)
-  with pytest.raises(ValueError, match='has no checkpoint'):
+  with pytest.raises(ValueError, match='no checkpoint in this directory'):
     predictor_factory.load_predictor(
         experiment=demo_models.EXPERIMENT, checkpoint_path=str(tmp_path),
         params_override=tiny_models.params_override)

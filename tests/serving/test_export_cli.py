@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from maskconver import experiment_loading
 from maskconver import keys
 from maskconver.serving import export_module
-from maskconver.serving import export_saved_model
 from maskconver.serving import export_tflite
 
 _EXPORT = 'maskconver.serving.export_saved_model'
@@ -41,14 +41,14 @@ def test_missing_checkpoint_path_is_named(serving, tmp_path):
 
 
 def test_checkpoint_path_is_resolved_or_refused(checkpoint_prefix, tmp_path):
-  assert export_saved_model.resolve_checkpoint(
+  assert experiment_loading.resolve_checkpoint(
       os.path.dirname(checkpoint_prefix)) == checkpoint_prefix
-  assert export_saved_model.resolve_checkpoint(
+  assert experiment_loading.resolve_checkpoint(
       checkpoint_prefix) == checkpoint_prefix
   with pytest.raises(ValueError, match='no checkpoint in this directory'):
-    export_saved_model.resolve_checkpoint(str(tmp_path))
+    experiment_loading.resolve_checkpoint(str(tmp_path))
   with pytest.raises(ValueError, match='ckpt-9.index does not exist'):
-    export_saved_model.resolve_checkpoint(str(tmp_path / 'ckpt-9'))
+    experiment_loading.resolve_checkpoint(str(tmp_path / 'ckpt-9'))
 
 
 def test_tflite_cli_names_a_bad_quant_type(serving, exported, tmp_path):

@@ -7,62 +7,20 @@ pre-processed like the evaluation parser; the panoptic merge runs at the
 model input size and the maps are mapped back to the image.
 """
 
-import os
-from typing import Optional, Sequence
+from typing import Optional
 
 import numpy as np
 import tensorflow as tf
 import tf_keras
 
 from official.core import config_definitions as cfg
-from official.core import exp_factory
-from official.modeling import hyperparams
 
+from maskconver import experiment_loading
 from maskconver import keys
-from maskconver import registry_imports  # pylint: disable=unused-import
 from maskconver.inference import predictor
 from maskconver.inference import preprocessing
 from maskconver.modeling import factory
 from maskconver.tasks import maskconver_task
-
-
-def load_experiment(experiment: str,
-                    config_files: Sequence[str] = (),
-                    params_override: Optional[str] = None
-                    ) -> cfg.ExperimentConfig:
-  """A registered experiment with YAML files and overrides applied.
-
-  Raises:
-    ValueError: if the experiment is unknown or a file / override is invalid.
-  """
-  try:
-    params = exp_factory.get_exp_config(experiment)
-  except LookupError as e:
-    raise ValueError(f'--experiment={experiment}: not a registered '
-                     'experiment') from e
-  for config_file in config_files:
-    if not os.path.isfile(config_file):
-      raise ValueError(f'--config_file={config_file}: no such file')
-    params = hyperparams.override_params_dict(params, config_file,
-                                              is_strict=True)
-  if params_override:
-    params = hyperparams.override_params_dict(params, params_override,
-                                              is_strict=True)
-  return params
-
-
-def resolve_checkpoint(path: str) -> str:
-  """The checkpoint prefix of a prefix or of a folder's latest checkpoint."""
-  if tf.io.gfile.isdir(path):
-    latest = tf.train.latest_checkpoint(path)
-    if latest is None:
-      raise ValueError(f'--checkpoint_path={path}: the folder has no '
-                       'checkpoint')
-    return latest
-  if not tf.io.gfile.exists(path + '.index'):
-    raise ValueError(f'--checkpoint_path={path}: no checkpoint (no '
-                     f'{path}.index)')
-  return path
 
 
 class CheckpointPredictor(predictor.Predictor):
@@ -73,7 +31,7 @@ class CheckpointPredictor(predictor.Predictor):
     """Builds the model and restores its weights.
 
     Args:
-      params: the experiment config (see `load_experiment`).
+      params: the experiment config (see `experiment_loading.load_experiment`).
       checkpoint_path: a checkpoint prefix, or a folder (its latest).
       score_threshold: overrides the post-processor's score threshold.
 
@@ -89,7 +47,7 @@ class CheckpointPredictor(predictor.Predictor):
     self._model = factory.build_maskconver_model(
         tf_keras.layers.InputSpec(shape=[None] + self._input_size + [3]),
         model_config)
-    self._checkpoint_path = resolve_checkpoint(checkpoint_path)
+    self._checkpoint_path = experiment_loading.resolve_checkpoint(checkpoint_path)
     try:
       status = tf.train.Checkpoint(model=self._model).read(
           self._checkpoint_path)

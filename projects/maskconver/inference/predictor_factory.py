@@ -3,6 +3,7 @@
 import os
 from typing import Optional, Sequence
 
+from maskconver import experiment_loading
 from maskconver.inference import checkpoint_predictor
 from maskconver.inference import predictor
 from maskconver.inference import saved_model_predictor
@@ -56,7 +57,7 @@ def load_predictor(model: Optional[str] = None,
   if experiment:
     if not checkpoint_path:
       raise ValueError('--experiment needs --checkpoint_path')
-    params = checkpoint_predictor.load_experiment(experiment, config_files,
+    params = experiment_loading.load_experiment(experiment, config_files,
                                                   params_override)
     return checkpoint_predictor.CheckpointPredictor(
         params, checkpoint_path, score_threshold=score_threshold)

@@ -27,49 +27,16 @@ from typing import Dict, List, Optional, Sequence, Union
 from absl import app
 from absl import flags
 from absl import logging
-import tensorflow as tf
 from tf_keras.src.saving.legacy.saved_model import utils as keras_saving_utils
 
 from official.core import config_definitions as cfg
-from official.core import exp_factory
 from official.core import export_base
-from official.modeling import hyperparams
 from official.vision.serving import export_saved_model_lib
 
-from maskconver import registry_imports  # pylint: disable=unused-import
+from maskconver import experiment_loading
 from maskconver.serving import export_module
 
 FLAGS = flags.FLAGS
-
-
-def resolve_checkpoint(checkpoint_path: Optional[str],
-                       flag_name: str = '--checkpoint_path') -> str:
-  """Returns the checkpoint prefix of a prefix or a directory.
-
-  Args:
-    checkpoint_path: a checkpoint prefix, or a directory of checkpoints.
-    flag_name: how the error messages name the argument.
-
-  Returns:
-    The checkpoint prefix.
-
-  Raises:
-    ValueError: no path, or no checkpoint there.
-  """
-  if not checkpoint_path:
-    raise ValueError(f'{flag_name} is required: a checkpoint prefix or a '
-                     'directory of checkpoints (e.g. the training model_dir)')
-  if tf.io.gfile.isdir(checkpoint_path):
-    latest = tf.train.latest_checkpoint(checkpoint_path)
-    if latest is None:
-      raise ValueError(f'{flag_name}={checkpoint_path}: no checkpoint in '
-                       'this directory')
-    return latest
-  if not tf.io.gfile.exists(checkpoint_path + '.index'):
-    raise ValueError(f'{flag_name}={checkpoint_path}: not a checkpoint '
-                     f'({checkpoint_path}.index does not exist) nor a '
-                     'directory')
-  return checkpoint_path
 
 
 def save_module(module: export_module.MaskConverModule,
@@ -126,7 +93,7 @@ def export_inference_graph(params: cfg.ExperimentConfig,
   Returns:
     The SavedModel directory.
   """
-  checkpoint_path = resolve_checkpoint(checkpoint_path)
+  checkpoint_path = experiment_loading.resolve_checkpoint(checkpoint_path)
   if input_image_size is None:
     input_image_size = params.task.model.input_size[:2]
   module = export_module.MaskConverModule(
@@ -150,32 +117,13 @@ def export_inference_graph(params: cfg.ExperimentConfig,
 def load_params(experiment: Optional[str], config_files: Sequence[str],
                 params_override: str) -> cfg.ExperimentConfig:
   """The experiment config with its overrides; errors name the flags."""
-  if not experiment:
-    raise app.UsageError('--experiment is required, e.g. '
-                         '--experiment=maskconver_mnmh_coco_640')
   try:
-    params = exp_factory.get_exp_config(experiment)
-  except KeyError as e:
-    raise app.UsageError(
-        f'--experiment: unknown experiment {experiment!r}') from e
-  for config_file in config_files or []:
-    if not tf.io.gfile.exists(config_file):
-      raise app.UsageError(f'--config_file: {config_file} does not exist')
-    try:
-      params = hyperparams.override_params_dict(params, config_file,
-                                                is_strict=True)
-    except (KeyError, ValueError) as e:
-      raise app.UsageError(f'--config_file={config_file}: {e}') from e
-  if params_override:
-    try:
-      params = hyperparams.override_params_dict(params, params_override,
-                                                is_strict=True)
-    except (KeyError, ValueError) as e:
-      raise app.UsageError(f'--params_override: {e}') from e
-  params.validate()
+    params = experiment_loading.load_experiment(experiment, config_files,
+                                                params_override)
+  except ValueError as e:
+    raise app.UsageError(str(e)) from e
   params.lock()
   return params
-
 
 def parse_image_size(text: str, flag_name: str = '--input_image_size'
                      ) -> List[int]:
@@ -263,7 +211,7 @@ def main(argv: Sequence[str]) -> None:
   if batch_size is None and input_type == 'tflite' and not function_keys:
     batch_size = 1
   try:
-    checkpoint_path = resolve_checkpoint(FLAGS.checkpoint_path)
+    checkpoint_path = experiment_loading.resolve_checkpoint(FLAGS.checkpoint_path)
   except ValueError as e:
     raise app.UsageError(str(e)) from e
   params = load_params(FLAGS.experiment, FLAGS.config_file,

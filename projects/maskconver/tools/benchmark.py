@@ -52,6 +52,7 @@ from absl import logging
 import numpy as np
 import tensorflow as tf
 
+from maskconver import experiment_loading
 from maskconver import keys
 from maskconver import registry_imports  # pylint: disable=unused-import
 from maskconver.serving import export_module
@@ -331,7 +332,7 @@ def main(argv: Sequence[str]) -> Optional[int]:
     input_size = (model_stats.parse_size(FLAGS.input_size)
                   if FLAGS.input_size else
                   list(params.task.model.input_size[:2]))
-    checkpoint_path = (export_saved_model.resolve_checkpoint(
+    checkpoint_path = (experiment_loading.resolve_checkpoint(
         FLAGS.checkpoint_path) if FLAGS.checkpoint_path else None)
   except ValueError as e:
     raise app.UsageError(str(e)) from e

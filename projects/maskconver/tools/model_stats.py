@@ -27,10 +27,9 @@ import tensorflow as tf
 import tf_keras
 from tensorflow.python.framework import convert_to_constants
 
-from official.core import exp_factory
 from official.modeling import hyperparams
 
-from maskconver import registry_imports  # pylint: disable=unused-import
+from maskconver import experiment_loading
 from maskconver.modeling import factory
 
 FLAGS = flags.FLAGS
@@ -102,19 +101,11 @@ def model_stats(model_config: hyperparams.Config,
 def main(argv: Sequence[str]) -> Optional[int]:
   del argv
   logging.set_verbosity(logging.ERROR)
-  if not FLAGS.experiment:
-    raise app.UsageError('--experiment is required')
   try:
-    params = exp_factory.get_exp_config(FLAGS.experiment)
-  except KeyError as e:
-    raise app.UsageError(f'--experiment: unknown experiment '
-                         f'{FLAGS.experiment!r}') from e
-  for config_file in FLAGS.config_file or []:
-    params = hyperparams.override_params_dict(params, config_file,
-                                              is_strict=True)
-  if FLAGS.params_override:
-    params = hyperparams.override_params_dict(params, FLAGS.params_override,
-                                              is_strict=True)
+    params = experiment_loading.load_experiment(
+        FLAGS.experiment, FLAGS.config_file, FLAGS.params_override)
+  except ValueError as e:
+    raise app.UsageError(str(e)) from e
   model_config = params.task.model
   try:
     input_size = (parse_size(FLAGS.input_size) if FLAGS.input_size else
