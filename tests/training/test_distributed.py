@@ -138,7 +138,6 @@ def test_mirrored_two_cpus_matches_one_device(training_records,
   _assert_same_losses(_losses(model_dir), single_device_run())
 
 
-@pytest.mark.slow
 def test_multi_worker_mirrored_matches_one_device(training_records,
                                                   single_device_run,
                                                   tmp_path):
