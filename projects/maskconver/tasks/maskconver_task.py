@@ -125,6 +125,7 @@ class MaskConverTask(base_task.Task):
     model_config = params.model
     self._postprocessor = build_postprocessor(model_config)
     self._prediction_writer = None
+    self._loaded_label_map = None
     # uint8 [h, w, 3] input | ground truth | prediction panels of this
     # evaluation's first images, for TensorBoard (allow_image_summary).
     self._summary_panels = []
@@ -308,8 +309,8 @@ class MaskConverTask(base_task.Task):
     if not output_dir:
       return None
     model_config = self.task_config.model
-    path = self.task_config.validation_data.label_map_path
-    category_ids = (label_map.LabelMap.load(path).coco_ids if path else
+    labels = self._label_map()
+    category_ids = (labels.coco_ids if labels is not None else
                     list(range(model_config.num_classes)))
     return prediction_writer.PanopticPredictionWriter(
         output_dir, category_ids=category_ids,
@@ -396,26 +397,34 @@ class MaskConverTask(base_task.Task):
                                       self._class_names(), is_thing,
                                       self._class_colors())
 
+  def _label_map(self) -> Optional[label_map.LabelMap]:
+    """validation_data.label_map_path's label map (read once), or None."""
+    path = self.task_config.validation_data.label_map_path
+    if not path:
+      return None
+    if self._loaded_label_map is None:
+      labels = label_map.LabelMap.load(path)
+      num_classes = self.task_config.model.num_classes
+      if labels.num_classes != num_classes:
+        raise ValueError(
+            f'task.validation_data.label_map_path {path} has '
+            f'{labels.num_classes} classes, the model {num_classes}')
+      self._loaded_label_map = labels
+    return self._loaded_label_map
+
   def _class_colors(self) -> np.ndarray:
     """uint8 [num_classes, 3] colours of the label map, else a palette."""
-    path = self.task_config.validation_data.label_map_path
-    if path:
-      return np.asarray([c.color for c in label_map.LabelMap.load(path).classes],
-                        np.uint8)
+    labels = self._label_map()
+    if labels is not None:
+      return np.asarray([c.color for c in labels.classes], np.uint8)
     return palette.default_class_colors(self.task_config.model.num_classes)
 
   def _class_names(self) -> List[str]:
     """Class names from validation_data.label_map_path, else the ids."""
-    model_config = self.task_config.model
-    path = self.task_config.validation_data.label_map_path
-    if not path:
-      return [str(i) for i in range(model_config.num_classes)]
-    names = label_map.LabelMap.load(path).names
-    if len(names) != model_config.num_classes:
-      raise ValueError(
-          f'task.validation_data.label_map_path {path} has {len(names)} '
-          f'classes, the model {model_config.num_classes}')
-    return list(names)
+    labels = self._label_map()
+    if labels is not None:
+      return list(labels.names)
+    return [str(i) for i in range(self.task_config.model.num_classes)]
 
   def reduce_aggregated_logs(self, aggregated_logs: Any,
                              global_step: Optional[tf.Tensor] = None
