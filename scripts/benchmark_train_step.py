@@ -23,36 +23,42 @@ from official.core import exp_factory
 from official.core import task_factory
 
 from maskconver import keys
+from maskconver.dataloaders import targets
 from maskconver import registry_imports  # pylint: disable=unused-import
 
 
 def _batch(model_config, parser_config, batch: int):
-  """A batch with the shapes and dtypes of the parser's training output."""
+  """A batch with the shapes and dtypes of the parser's training output.
+
+  uint8 images and compact labels (keys.py): the step builds the dense
+  targets on the device, as in training.
+  """
   height, width = model_config.input_size[:2]
   num_classes = model_config.num_classes
-  k = parser_config.max_instances
+  k = parser_config.max_instances or model_config.num_instances
   stride = parser_config.mask_stride
-  heatmaps, weights = {}, {}
-  num_cells = 0
-  for level in range(model_config.min_level, model_config.max_level + 1):
-    h, w = height // 2**level, width // 2**level
-    heatmaps[str(level)] = tf.zeros([batch, h, w, num_classes])
-    weights[str(level)] = tf.ones([batch, h, w])
-    num_cells += h * w
+  min_level, max_level = model_config.min_level, model_config.max_level
   rng = np.random.default_rng(0)
+  cell = 2**min_level
   labels = {
-      keys.CENTER_HEATMAPS: heatmaps,
-      keys.HEATMAP_WEIGHTS: weights,
-      keys.MASKS: tf.constant(rng.integers(0, 2, [batch, k, height // stride,
-                                                  width // stride]), tf.uint8),
-      keys.MASK_WEIGHTS: tf.ones([batch, height // stride, width // stride]),
+      keys.SLOT_MAP: tf.constant(
+          rng.integers(0, k + 2, [batch, height // stride, width // stride]),
+          targets.slot_map_dtype(k)),
+      keys.HEATMAP_IGNORE_COUNT: tf.zeros(
+          [batch, height // cell, width // cell],
+          targets.ignore_count_dtype(min_level)),
       keys.CLASSES: tf.constant(rng.integers(0, num_classes, [batch, k]),
                                 tf.int32),
-      keys.CENTER_INDICES: tf.constant(rng.integers(0, num_cells, [batch, k]),
+      keys.CENTERS: tf.constant(
+          rng.uniform(0, 1, [batch, k, 2]) * [height, width], tf.float32),
+      keys.LEVELS: tf.constant(
+          rng.integers(min_level, max_level + 1, [batch, k]), tf.int32),
+      keys.GAUSSIAN_RADII: tf.constant(rng.integers(0, 4, [batch, k]),
                                        tf.int32),
-      keys.VALID: tf.ones([batch, k]),
+      keys.NUM_INSTANCES: tf.fill([batch], k),
   }
-  images = tf.constant(rng.normal(size=[batch, height, width, 3]), tf.float32)
+  images = tf.constant(rng.integers(0, 256, [batch, height, width, 3]),
+                       tf.uint8)
   return images, labels
 
 

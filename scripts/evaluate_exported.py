@@ -23,7 +23,8 @@ training class ids) of each variant:
   must take uint8 images (--input_type=image_tensor);
 * tflite_<name> (each --tflite=name=path): the TFLite model's single
   signature on the parser's normalized image (quantized if the model takes
-  integers), maps resized like keras_input_res.
+  quantized integers; turned back into uint8 pixels for a `tflite_uint8`
+  export, which normalizes them itself), maps resized like keras_input_res.
 
 Besides PQ / SQ / RQ (All, Things, Stuff, x100), each variant gets its
 pixel agreement with its reference: the share of original-resolution pixels
@@ -43,6 +44,9 @@ from absl import logging
 import numpy as np
 import tensorflow as tf
 
+from official.vision.ops import preprocess_ops
+
+from maskconver import experiment_loading
 from maskconver import keys
 from maskconver import registry_imports  # pylint: disable=unused-import
 from maskconver.dataloaders import tf_example_decoder
@@ -104,8 +108,31 @@ def validation_examples(params: Any,
   for image, network_input, groundtruths in dataset:
     example = {k: v.numpy() for k, v in groundtruths.items()}
     example[keys.IMAGE] = image.numpy()
-    example['input'] = network_input.numpy().astype(np.float32)
+    example['input'] = network_input.numpy()
     yield example
+
+
+def normalized_input(example: Example) -> np.ndarray:
+  """float32 [h, w, 3]: the parser's image, normalized.
+
+  The parser gives uint8 pixels (normalized on the device since the targets
+  moved there) or, before that, the normalized float image.
+  """
+  image = example['input']
+  if image.dtype == np.uint8:
+    return ((image.astype(np.float32) - np.float32(preprocess_ops.MEAN_RGB)) /
+            np.float32(preprocess_ops.STDDEV_RGB))
+  return image.astype(np.float32)
+
+
+def pixel_input(example: Example) -> np.ndarray:
+  """uint8 [h, w, 3]: the parser's resized, padded image as pixels."""
+  image = example['input']
+  if image.dtype == np.uint8:
+    return image
+  return np.clip(np.round(
+      image * np.float32(preprocess_ops.STDDEV_RGB) +
+      np.float32(preprocess_ops.MEAN_RGB)), 0, 255).astype(np.uint8)
 
 
 def _first(outputs: Mapping[str, Any]) -> Tuple[np.ndarray, np.ndarray]:
@@ -132,7 +159,7 @@ def keras_predictors(module: export_module.MaskConverModule
       'keras': lambda ex: _first(module.serve(tf.constant(ex[keys.IMAGE][
           np.newaxis]))),
       'keras_input_res': lambda ex: _to_original(module.serve_normalized(
-          tf.constant(ex['input'][np.newaxis])), ex),
+          tf.constant(normalized_input(ex)[np.newaxis])), ex),
   }
 
 
@@ -164,7 +191,11 @@ def tflite_predictor(tflite_path: str) -> Predictor:
   scale, zero_point = detail['quantization']
 
   def predict(example: Example) -> Tuple[np.ndarray, np.ndarray]:
-    image = example['input'][np.newaxis]
+    if dtype == np.uint8 and not scale:
+      # Raw pixels: a tflite_uint8 export normalizes them itself.
+      return _to_original(runner(inputs=pixel_input(example)[np.newaxis]),
+                          example)
+    image = normalized_input(example)[np.newaxis]
     if dtype.kind in 'iu':
       limits = np.iinfo(dtype)
       image = np.clip(np.round(image / scale + zero_point), limits.min,
@@ -172,6 +203,14 @@ def tflite_predictor(tflite_path: str) -> Predictor:
     return _to_original(runner(inputs=image.astype(dtype)), example)
 
   return predict
+
+
+def _source_id(example: Example) -> str:
+  """The image's source id (the parser gives zero-padded uint8 bytes)."""
+  if keys.GT_SOURCE_ID in example:
+    return np.asarray(example[keys.GT_SOURCE_ID], np.uint8).tobytes().rstrip(
+        b'\0').decode('utf-8')
+  return example[keys.SOURCE_ID].decode('utf-8')
 
 
 def _class_map(segment_map: np.ndarray, classes: np.ndarray) -> np.ndarray:
@@ -198,7 +237,7 @@ def evaluate(params: Any, predictors: Mapping[str, Predictor],
     gt_segments = panoptic_quality.segments_from_arrays(
         example[keys.GT_SEGMENT_IDS], example[keys.GT_SEGMENT_CLASSES],
         example[keys.GT_SEGMENT_IS_CROWD])
-    source_id = example[keys.SOURCE_ID].decode()
+    source_id = _source_id(example)
     class_maps = {}
     for name, predict in predictors.items():
       segment_map, classes = predict(example)
@@ -273,16 +312,15 @@ def main(argv: Sequence[str]) -> Optional[int]:
       FLAGS.experiment, FLAGS.config_file, FLAGS.params_override)
   predictors = {}
   if FLAGS.checkpoint_path:
-    try:
-      checkpoint = export_saved_model.resolve_checkpoint(
-          FLAGS.checkpoint_path)
-    except ValueError as e:
-      raise app.UsageError(str(e)) from e
     module = export_module.MaskConverModule(
         params, batch_size=1,
         input_image_size=list(params.task.model.input_size[:2]))
-    tf.train.Checkpoint(model=module.model).read(
-        checkpoint).expect_partial().assert_existing_objects_matched()
+    try:
+      restored = experiment_loading.restore_model_weights(
+          module.model, FLAGS.checkpoint_path)
+    except ValueError as e:
+      raise app.UsageError(str(e)) from e
+    logging.warning('keras variants: %s', restored.description)
     predictors.update(keras_predictors(module))
   if FLAGS.saved_model_dir:
     predictors['saved_model'] = saved_model_predictor(FLAGS.saved_model_dir)

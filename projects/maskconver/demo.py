@@ -11,10 +11,11 @@ Usage:
 
 (installed: `maskconver-demo` with the same flags.)
 
-`--input` is an image, a video or a folder of them (not searched
-recursively). The model is a SavedModel directory, a .tflite file, or a
+`--input` is an image, a video or a folder of them (with --recursive, its
+sub-folders too). The model is a SavedModel directory, a .tflite file, or a
 registered experiment with a training checkpoint. For every image or video
-frame `<name>` (the file stem; frames `<video>_<frame index>`) it writes:
+frame `<name>` (the file stem, after its sub-folders with --recursive;
+frames `<video>_<frame index>`) it writes:
 
   <output_dir>/<name>_overlay.png     segments over the image (stuff in its
                                       class colour, each thing instance in
@@ -31,6 +32,12 @@ training id ('class 3') and the JSON holds training ids.
 Exit status: 0 if every input was processed; 1 if some failed (the others
 are still processed; the failures are listed at the end); 2 if nothing could
 start (bad flags, missing or empty input, unloadable model or label map).
+
+Files that fail one by one: a file that is not an image or video (whatever
+its extension), a truncated or corrupt image, an image larger than
+--max_image_pixels (checked before decoding, so a decompression bomb costs
+no memory), a video OpenCV cannot open or with no decodable frame. Outputs
+are named after the input's file name and always land inside --output_dir.
 """
 
 import os
@@ -55,6 +62,9 @@ _MODEL = flags.DEFINE_string(
 _INPUT = flags.DEFINE_string(
     'input', None, 'An image, a video, or a folder of images and videos.')
 _OUTPUT_DIR = flags.DEFINE_string('output_dir', None, 'Where to write.')
+_RECURSIVE = flags.DEFINE_boolean(
+    'recursive', False, 'Also process the sub-folders of an --input folder; '
+    'outputs keep their sub-folders.')
 _LABEL_MAP = flags.DEFINE_string(
     'label_map', None, "The converter's <prefix>_label_map.json: class names, "
     'colours and dataset category ids.')
@@ -83,9 +93,16 @@ _MAX_FRAMES = flags.DEFINE_integer(
     'max_frames', None, 'Process at most this many frames per video.')
 _FRAME_OVERLAYS = flags.DEFINE_boolean(
     'frame_overlays', False, 'Also write an overlay PNG per video frame.')
+_MAX_IMAGE_PIXELS = flags.DEFINE_integer(
+    'max_image_pixels', None, 'Refuse images with more pixels (read from '
+    'the file header, before decoding; the demo needs about 25 bytes per '
+    "pixel of its largest image). Default: Pillow's limit, about 179 MP.")
 _NUM_THREADS = flags.DEFINE_integer(
     'num_threads', None, 'TFLite interpreter threads.')
 _PROGRESS = flags.DEFINE_boolean('progress', True, 'Show progress bars.')
+_USE_EMA = flags.DEFINE_boolean(
+    'use_ema', True, 'With --checkpoint_path: use the moving-average (EMA) '
+    'weights when the checkpoint has them; --nouse_ema for the raw ones.')
 
 
 def _usage_error(message: str) -> int:
@@ -104,11 +121,14 @@ def main(argv: Sequence[str]) -> int:
   if _VIDEO_STRIDE.value < 1:
     return _usage_error(f'--video_stride must be >= 1, got '
                         f'{_VIDEO_STRIDE.value}')
+  if _MAX_IMAGE_PIXELS.value is not None and _MAX_IMAGE_PIXELS.value < 1:
+    return _usage_error(f'--max_image_pixels must be >= 1, got '
+                        f'{_MAX_IMAGE_PIXELS.value}')
   if _MAX_DISPLAY_SIDE.value < 16:
     return _usage_error(f'--max_display_side must be >= 16, got '
                         f'{_MAX_DISPLAY_SIDE.value}')
   try:
-    inputs = media_inputs.collect_inputs(_INPUT.value)
+    inputs = media_inputs.collect_inputs(_INPUT.value, _RECURSIVE.value)
     if _LABEL_MAP.value and not os.path.isfile(_LABEL_MAP.value):
       raise ValueError(f'--label_map={_LABEL_MAP.value}: no such file')
     predictor = predictor_factory.load_predictor(
@@ -117,7 +137,7 @@ def main(argv: Sequence[str]) -> int:
         config_files=_CONFIG_FILE.value or (),
         params_override=_PARAMS_OVERRIDE.value,
         score_threshold=_SCORE_THRESHOLD.value,
-        num_threads=_NUM_THREADS.value)
+        num_threads=_NUM_THREADS.value, use_ema=_USE_EMA.value)
     classes = demo_runner.resolve_classes(_LABEL_MAP.value, predictor)
     os.makedirs(_OUTPUT_DIR.value, exist_ok=True)
   except (ValueError, OSError) as e:
@@ -126,7 +146,8 @@ def main(argv: Sequence[str]) -> int:
       score_threshold=_SCORE_THRESHOLD.value, alpha=_ALPHA.value,
       max_display_side=_MAX_DISPLAY_SIDE.value,
       video_stride=_VIDEO_STRIDE.value, max_frames=_MAX_FRAMES.value,
-      frame_overlays=_FRAME_OVERLAYS.value, progress=_PROGRESS.value)
+      frame_overlays=_FRAME_OVERLAYS.value, progress=_PROGRESS.value,
+      max_image_pixels=_MAX_IMAGE_PIXELS.value)
   print(f'{predictor.description}: {len(inputs)} input(s) -> '
         f'{_OUTPUT_DIR.value}', file=sys.stderr)
   summary = demo_runner.run_demo(inputs, predictor, classes,

@@ -28,6 +28,9 @@ Label contract
 VOID_CLASS = -1
 # Value of a void pixel in a COCO panoptic PNG, after RGB -> id decoding.
 VOID_SEGMENT_ID = 0
+# Segment id of the padding around a scaled training image: background, not
+# void (the heatmap and mask losses see negatives there).
+PADDING_SEGMENT_ID = -1
 # COCO panoptic PNG id encoding: id = R + LABEL_BASE * G + LABEL_BASE**2 * B.
 LABEL_BASE = 256
 
@@ -59,34 +62,47 @@ SEGMENT_CROWD_LIST = 'segment_is_crowd'  # bool [num_segments]
 COPY_PASTE_SOURCE = 'copy_paste_source'
 
 # --- Parser output: features. -----------------------------------------------
-# The parser returns `(image, labels)`; `image` is float32
-# [output_height, output_width, 3], normalized the Model Garden way.
+# The parser returns `(image, labels)`; `image` is uint8
+# [output_height, output_width, 3], the resized RGB image (its padding is the
+# mean pixel); the steps normalize it on the device
+# (`maskconver.ops.image_ops.normalize_images`).
 
-# --- Parser output: training labels (dict keys). --------------------------
-# float32 {str(level): [h_l, w_l, num_classes]} Gaussian center heatmaps.
-CENTER_HEATMAPS = 'center_heatmaps'
-# float32 {str(level): [h_l, w_l]}, 0 where the heatmap loss ignores a pixel
-# (void and crowd), 1 elsewhere.
-HEATMAP_WEIGHTS = 'heatmap_weights'
-# uint8 [max_instances, mask_h, mask_w], binary mask of each target instance at
-# the mask-feature resolution (stride 4); padded instances are all zero.
-MASKS = 'masks'
-# float32 [mask_h, mask_w], 0 on void, crowd and padding pixels, else 1.
-MASK_WEIGHTS = 'mask_weights'
+# --- Parser output: compact training labels (dict keys). -----------------
+# What the input pipeline sends (see dataloaders/targets.py); the steps expand
+# it into the dense labels below with `maskconver.ops.target_ops`.
+# uint8 (int16 when K > 254) [mask_h, mask_w] at the mask stride: k + 1 on the
+# pixels of target slot k, 0 on background, K + 1 on void and crowd.
+SLOT_MAP = 'slot_map'
+# uint8 (int16 above level 3) [h_min, w_min]: pixels of each min_level cell
+# ignored by the heatmap loss (void, crowd, dropped targets).
+HEATMAP_IGNORE_COUNT = 'heatmap_ignore_count'
 # int32 [max_instances], training class id of each target (0 for padding).
 CLASSES = 'classes'
-# int32 [max_instances], flat index of each target's center (see above).
-CENTER_INDICES = 'center_indices'
 # float32 [max_instances, 2], (y, x) of each target's center in input pixels.
 CENTERS = 'centers'
 # int32 [max_instances], head level each target is assigned to.
 LEVELS = 'levels'
-# bool [max_instances], whether each target is a thing (False: stuff).
-IS_THING = 'is_thing'
-# float32 [max_instances], 1 for real targets, 0 for padding.
-VALID = 'valid'
+# int32 [max_instances], Gaussian radius in cells of the target's level.
+GAUSSIAN_RADII = 'gaussian_radii'
 # int32 [], number of real targets.
 NUM_INSTANCES = 'num_instances'
+
+# --- Dense training labels, built on the device from the compact ones. -----
+# float32 {str(level): [batch, h_l, w_l, num_classes]} Gaussian heatmaps.
+CENTER_HEATMAPS = 'center_heatmaps'
+# float32 {str(level): [batch, h_l, w_l]}, 0 where the heatmap loss ignores a
+# cell (mostly void or crowd), 1 elsewhere (padding included).
+HEATMAP_WEIGHTS = 'heatmap_weights'
+# uint8 [batch, max_instances, mask_h, mask_w], binary mask of each target.
+MASKS = 'masks'
+# float32 [batch, mask_h, mask_w], 0 on void and crowd pixels, else 1.
+MASK_WEIGHTS = 'mask_weights'
+# int32 [batch, max_instances], flat index of each target's center.
+CENTER_INDICES = 'center_indices'
+# bool [batch, max_instances], whether each target is a thing.
+IS_THING = 'is_thing'
+# float32 [batch, max_instances], 1 for real targets, 0 for padding.
+VALID = 'valid'
 
 # --- Parser output: evaluation ground truth (labels['groundtruths']). -------
 GROUNDTRUTHS = 'groundtruths'
@@ -102,6 +118,10 @@ GT_SEGMENT_IDS = 'gt_segment_ids'
 GT_SEGMENT_CLASSES = 'gt_segment_classes'
 # bool [max_segments].
 GT_SEGMENT_IS_CROWD = 'gt_segment_is_crowd'
+# uint8 [SOURCE_ID_LENGTH]: the source id's UTF-8 bytes, zero-padded (no
+# strings on the device: TPUs cannot take them).
+GT_SOURCE_ID = 'source_id_bytes'
+SOURCE_ID_LENGTH = 256
 
 # --- Model outputs (dict keys). ------------------------------------------
 # float32 {str(level): [batch, h_l, w_l, num_classes]}, heatmap logits.
@@ -112,6 +132,9 @@ CENTER_EMBEDDINGS = 'center_embeddings'
 MASK_FEATURES = 'mask_features'
 # float32 [batch, mask_h, mask_w, num_instances], one mask per instance.
 MASK_LOGITS = 'mask_logits'
+# float32 [batch, h_min, w_min, num_stuff_classes], stuff region logits on
+# min_level (only with stuff_representation 'region').
+STUFF_REGION_LOGITS = 'stuff_region_logits'
 # Inference only: the selected centers.
 # int32 [batch, num_instances], training class ids.
 DETECTED_CLASSES = 'detected_classes'

@@ -9,6 +9,8 @@ from maskconver.dataloaders import copy_paste
 from maskconver.dataloaders import parser as parser_lib
 from maskconver.dataloaders import targets
 
+import target_chain
+
 
 def numpy(structure):
   return tf.nest.map_structure(lambda t: t.numpy(), structure)
@@ -50,7 +52,7 @@ def test_paste_updates_occluded_segments_and_lists(make_decoded):
   expected_image[4:12, 4:12] = 200
   np.testing.assert_array_equal(out[keys.IMAGE], expected_image)
 
-  labels = numpy(targets.build_targets(
+  labels = numpy(target_chain.build_targets(
       tf.constant(out[keys.SEGMENT_MAP]), out[keys.SEGMENT_ID_LIST],
       out[keys.SEGMENT_CLASS_LIST], out[keys.SEGMENT_CROWD_LIST],
       num_classes=3, num_thing_classes=2, max_instances=4, min_level=3,

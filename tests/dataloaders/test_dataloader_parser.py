@@ -6,9 +6,12 @@ import tensorflow as tf
 
 from maskconver import keys
 from maskconver.dataloaders import parser as parser_lib
+from maskconver.ops import image_ops
 
-MEAN = np.array([0.485, 0.456, 0.406]) * 255
-STD = np.array([0.229, 0.224, 0.225]) * 255
+import target_chain
+
+# Padding of parsed uint8 images: the ImageNet mean pixel, rounded.
+MEAN_PIXEL = [124, 116, 104]
 COLORS = {11: (255, 0, 0), 22: (0, 255, 0), 33: (0, 0, 255)}
 
 
@@ -33,8 +36,16 @@ def make_parser(**kwargs):
   return parser_lib.Parser(**options)
 
 
+def dense(labels, min_level=3, max_level=3):
+  """The device-side expansion of one example's compact labels."""
+  return numpy(target_chain.expand(
+      {k: v for k, v in labels.items() if k != keys.GROUNDTRUTHS},
+      num_classes=3, num_thing_classes=2, min_level=min_level,
+      max_level=max_level))
+
+
 def numpy(structure):
-  return tf.nest.map_structure(lambda t: t.numpy(), structure)
+  return tf.nest.map_structure(np.asarray, structure)
 
 
 def test_train_without_augmentation_keeps_image_and_centers(make_decoded):
@@ -42,9 +53,8 @@ def test_train_without_augmentation_keeps_image_and_centers(make_decoded):
   decoded = make_decoded(seg, [11, 22, 33], [0, 1, 2], [False] * 3, image)
   out_image, labels = make_parser()._parse_train_data(decoded)
   labels = numpy(labels)
-  assert out_image.shape == (32, 32, 3) and out_image.dtype == tf.float32
-  np.testing.assert_allclose(out_image.numpy()[5, 3],
-                             (np.array([255, 0, 0]) - MEAN) / STD, atol=1e-4)
+  assert out_image.shape == (32, 32, 3) and out_image.dtype == tf.uint8
+  np.testing.assert_array_equal(out_image.numpy()[5, 3], [255, 0, 0])
   np.testing.assert_array_equal(labels[keys.CLASSES], [1, 0, 2, 0])
   np.testing.assert_allclose(labels[keys.CENTERS][:3],
                              [[24, 26], [8, 5], [30, 16]])
@@ -65,16 +75,14 @@ def test_flip_moves_image_and_centers_together(make_decoded):
     expected = [6, 27, 16] if flipped else [26, 5, 16]
     np.testing.assert_allclose(center_x, expected)
     red_col = 32 - 3 - 1 if flipped else 3
-    np.testing.assert_allclose(out_image.numpy()[5, red_col],
-                               (np.array([255, 0, 0]) - MEAN) / STD,
-                               atol=1e-4)
+    np.testing.assert_array_equal(out_image.numpy()[5, red_col], [255, 0, 0])
     # Red thing: centroid y 8 -> cell row 1 of the 4x4 grid.
-    assert labels[keys.CENTER_INDICES].numpy()[1] == (
+    assert dense(numpy(labels))[keys.CENTER_INDICES][1] == (
         1 * 4 + (27 // 8 if flipped else 5 // 8))
   assert seen == {True, False}
 
 
-def test_scale_down_pads_with_void(make_decoded):
+def test_scale_down_pads_with_background(make_decoded):
   seg, image = colored_scene()
   decoded = make_decoded(seg, [11, 22, 33], [0, 1, 2], [False] * 3, image)
   parser = make_parser(aug_scale_min=0.5, aug_scale_max=0.5)
@@ -83,10 +91,19 @@ def test_scale_down_pads_with_void(make_decoded):
   # Nearest 32 -> 16 samples source pixel 2i + 1: rows 20-27 -> 10-13,
   # cols 20-31 -> 10-15; centroid (12, 13).
   np.testing.assert_allclose(labels[keys.CENTERS][0], [12, 13])
-  # Right and bottom halves are padding: void, zero weight.
-  np.testing.assert_array_equal(labels[keys.HEATMAP_WEIGHTS]['3'][2:, :], 0)
-  np.testing.assert_array_equal(labels[keys.MASK_WEIGHTS][:, 4:], 0)
-  np.testing.assert_allclose(out_image.numpy()[20:, 20:], 0.0)
+  # Right and bottom halves are padding: background, negatives for both
+  # losses (weight 1, no target), not void.
+  full = dense(labels)
+  np.testing.assert_array_equal(full[keys.HEATMAP_WEIGHTS]['3'][2:, :], 1)
+  np.testing.assert_array_equal(full[keys.HEATMAP_WEIGHTS]['3'][:, 2:], 1)
+  np.testing.assert_array_equal(full[keys.MASK_WEIGHTS][4:, :], 1)
+  np.testing.assert_array_equal(full[keys.MASK_WEIGHTS][:, 4:], 1)
+  np.testing.assert_array_equal(labels[keys.SLOT_MAP][:, 4:], 0)
+  np.testing.assert_array_equal(labels[keys.SLOT_MAP][4:, :], 0)
+  np.testing.assert_array_equal(labels[keys.HEATMAP_IGNORE_COUNT][2:], 0)
+  np.testing.assert_array_equal(labels[keys.HEATMAP_IGNORE_COUNT][:, 2:], 0)
+  np.testing.assert_array_equal(out_image.numpy()[20:, 20:],
+                                np.broadcast_to(MEAN_PIXEL, (12, 12, 3)))
 
 
 def test_random_scale_and_crop_keep_image_and_masks_aligned(make_decoded):
@@ -99,10 +116,10 @@ def test_random_scale_and_crop_keep_image_and_masks_aligned(make_decoded):
   for _ in range(6):
     out_image, labels = parser._parse_train_data(decoded)
     labels = numpy(labels)
-    rgb = out_image.numpy() * STD + MEAN
-    sampled = rgb[2::4, 2::4]
+    masks = dense(labels)[keys.MASKS]
+    sampled = out_image.numpy().astype(np.float64)[2::4, 2::4]
     for slot in range(int(labels[keys.NUM_INSTANCES])):
-      pixels = sampled[labels[keys.MASKS][slot].astype(bool)]
+      pixels = sampled[masks[slot].astype(bool)]
       channel = channel_of_class[labels[keys.CLASSES][slot]]
       # Bilinear gives the nearest source pixel a weight >= 1/4, so every
       # mask sample shows its segment's colour at >= 1/4 intensity; a
@@ -129,14 +146,17 @@ def test_eval_keeps_original_segment_map(make_decoded):
                                 [0, 2, -1, -1, -1, -1])
   np.testing.assert_array_equal(gt[keys.GT_SEGMENT_IS_CROWD],
                                 [True] + [False] * 5)
-  assert gt[keys.SOURCE_ID] == b'000123'
+  assert gt[keys.GT_SOURCE_ID].dtype == np.uint8
+  assert gt[keys.GT_SOURCE_ID].shape == (keys.SOURCE_ID_LENGTH,)
+  assert parser_lib.source_id_string(gt[keys.GT_SOURCE_ID]) == '000123'
   # Scale min(32 / 24, 32 / 40) = 0.8 -> 19x32 content.
   np.testing.assert_allclose(
       gt[keys.IMAGE_INFO], [[24, 40], [19, 32], [19 / 24, 0.8], [0, 0]],
       rtol=1e-6)
-  # Rows 19.. of the image are padding, and void in the targets.
-  np.testing.assert_array_equal(image.numpy()[19:], 0.0)
-  np.testing.assert_array_equal(labels[keys.MASK_WEIGHTS].numpy()[5:], 0.0)
+  # Rows 19.. of the image are padding: the mean pixel, background targets.
+  np.testing.assert_array_equal(image.numpy()[19:],
+                                np.broadcast_to(MEAN_PIXEL, (13, 32, 3)))
+  np.testing.assert_array_equal(labels[keys.SLOT_MAP].numpy()[5:], 0)
   # Only the stuff is a target (the thing is crowd).
   assert labels[keys.NUM_INSTANCES].numpy() == 1
   assert labels[keys.CLASSES].numpy()[0] == 2
@@ -162,14 +182,15 @@ def test_parse_fn_in_tf_data_batches(make_decoded):
             examples[0]))
 
   parser = make_parser(min_level=3, max_level=4, aug_scale_min=0.5,
-                       aug_scale_max=1.5, aug_rand_hflip=True,
-                       dtype='bfloat16')
+                       aug_scale_max=1.5, aug_rand_hflip=True)
   for training in (True, False):
     batch = next(iter(dataset().map(parser.parse_fn(training)).batch(2)))
     image, labels = batch
-    assert image.shape == (2, 32, 32, 3) and image.dtype == tf.bfloat16
-    assert labels[keys.MASKS].shape == (2, 4, 8, 8)
-    assert labels[keys.CENTER_HEATMAPS]['4'].shape == (2, 2, 2, 3)
+    assert image.shape == (2, 32, 32, 3) and image.dtype == tf.uint8
+    assert labels[keys.SLOT_MAP].shape == (2, 8, 8)
+    assert labels[keys.SLOT_MAP].dtype == tf.uint8
+    assert labels[keys.HEATMAP_IGNORE_COUNT].shape == (2, 4, 4)
+    assert labels[keys.CLASSES].shape == (2, 4)
     assert labels[keys.NUM_INSTANCES].numpy()[1] == 0
     assert (keys.GROUNDTRUTHS in labels) == (not training)
 
@@ -185,11 +206,12 @@ def test_constructor_rejects_bad_arguments():
 
 def test_transform_segment_map_equals_resize_then_crop():
   # By hand: 4 -> 8 rows doubles each row (source row floor((r + 0.5) / 2));
-  # crop offset 2 starts at source row 1; rows past the scaled size are void.
+  # crop offset 2 starts at source row 1; rows past the scaled size are
+  # padding.
   seg = np.arange(1, 17, dtype=np.int32).reshape(4, 4)
   info = tf.constant([[4, 4], [6, 6], [2, 0.5], [2, 0]], tf.float32)
   out = parser_lib.transform_segment_map(tf.constant(seg), info, [8, 3])
-  expected = np.zeros((8, 3), np.int32)
+  expected = np.full((8, 3), keys.PADDING_SEGMENT_ID, np.int32)
   expected[:6, :2] = seg[[1, 1, 2, 2, 3, 3]][:, [1, 3]]
   np.testing.assert_array_equal(out.numpy(), expected)
   # Against TF's own nearest resize + crop + pad on odd sizes.
@@ -198,11 +220,13 @@ def test_transform_segment_map_equals_resize_then_crop():
     h, w, sh, sw, oh, ow = (int(v) for v in rng.integers(3, 60, 6))
     off = [int(rng.integers(0, max(sh - oh, 0) + 1)),
            int(rng.integers(0, max(sw - ow, 0) + 1))]
-    seg = tf.constant(rng.integers(0, 99, (h, w)), tf.int32)
+    seg = tf.constant(rng.integers(1, 99, (h, w)), tf.int32)
     info = tf.constant([[h, w], [oh, ow], [sh / h, sw / w], off], tf.float32)
     reference = tf.image.resize(seg[..., None], [sh, sw], method='nearest')
     reference = tf.image.pad_to_bounding_box(
         reference[off[0]:off[0] + oh, off[1]:off[1] + ow], 0, 0, oh, ow)
+    reference = reference.numpy()[..., 0]
+    reference[reference == 0] = keys.PADDING_SEGMENT_ID
     np.testing.assert_array_equal(
         parser_lib.transform_segment_map(seg, info, [oh, ow]).numpy(),
-        reference.numpy()[..., 0])
+        reference)

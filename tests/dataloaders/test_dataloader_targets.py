@@ -9,6 +9,8 @@ import tensorflow as tf
 from maskconver import keys
 from maskconver.dataloaders import targets
 
+import target_chain
+
 # Classes 0, 1 are things, 2, 3 stuff.
 NUM_CLASSES = 4
 NUM_THINGS = 2
@@ -40,7 +42,7 @@ def build(seg, ids, classes, crowd, **kwargs):
   options.update(kwargs)
   return tf.nest.map_structure(
       lambda t: t.numpy(),
-      targets.build_targets(
+      target_chain.build_targets(
           tf.constant(seg), tf.constant(ids, tf.int32),
           tf.constant(classes, tf.int32), tf.constant(crowd, tf.bool),
           **options))
@@ -200,18 +202,30 @@ def test_multi_level_assignment():
   assert by_box[keys.CENTER_INDICES][1] == 16
 
 
-def test_max_instances_keeps_things_then_largest():
-  seg = np.zeros((32, 32), np.int32)
+def test_max_instances_keeps_stuff_then_largest_things():
+  seg = np.full((32, 32), 3, np.int32)  # stuff everywhere else (908 px)
   seg[0:4, 0:4] = 1          # thing, 16 px
   seg[8:10, 8:10] = 2        # thing, 4 px
-  seg[16:32, :] = 3          # stuff, 512 px
   seg[10:16, 16:32] = 4      # thing, 96 px
-  out = build(seg, [1, 2, 3, 4], [0, 1, 2, 0], [False] * 4, max_instances=2)
+  out = build(seg, [1, 2, 3, 4], [0, 1, 2, 0], [False] * 4, max_instances=2,
+              heatmap_ignore_fraction=0.2)
+  # Kept: the stuff class and the largest thing; slots list things first.
   assert out[keys.NUM_INSTANCES] == 2
-  np.testing.assert_array_equal(out[keys.CLASSES], [0, 0])
-  np.testing.assert_allclose(out[keys.CENTERS], [[13, 24], [2, 2]])
-  # The dropped 2x2 thing's cell (1, 1) is ignored by the heatmap loss.
-  assert out[keys.HEATMAP_WEIGHTS]['3'][1, 1] == 0.0
+  np.testing.assert_array_equal(out[keys.CLASSES], [0, 2])
+  rows, cols = np.nonzero(seg == 3)
+  np.testing.assert_allclose(
+      out[keys.CENTERS], [[13, 24], [rows.mean() + 0.5, cols.mean() + 0.5]],
+      rtol=1e-6)
+  # Dropped things: their pixels are counted as ignored for the heatmap
+  # (16 in cell (0, 0), 4 in cell (1, 1)) and are background for the masks.
+  expected_count = np.zeros((4, 4), np.int32)
+  expected_count[0, 0], expected_count[1, 1] = 16, 4
+  np.testing.assert_array_equal(out[keys.HEATMAP_IGNORE_COUNT], expected_count)
+  np.testing.assert_array_equal(out[keys.SLOT_MAP][0, 0], 0)
+  np.testing.assert_array_equal(out[keys.MASK_WEIGHTS], 1.0)
+  # 16 / 64 > 0.2: cell (0, 0) ignored; 4 / 64 <= 0.2: cell (1, 1) kept.
+  assert out[keys.HEATMAP_WEIGHTS]['3'][0, 0] == 0.0
+  assert out[keys.HEATMAP_WEIGHTS]['3'][1, 1] == 1.0
 
 
 def test_rejects_bad_arguments():
@@ -226,8 +240,14 @@ def test_rejects_bad_arguments():
     targets.validate_level_grid((40, 32), 4, 4)
 
 
-def test_label_bytes_at_640():
-  # 8525 cells x 133 classes x 4 B + 8525 x 4 B weights + 100 x 160 x 160 B
-  # masks + 160 x 160 x 4 B mask weights + 100 x 25 B per-instance + 4 B.
-  assert targets.label_bytes((640, 640), 3, 7, 133, 100) == (
-      8525 * 133 * 4 + 8525 * 4 + 100 * 25600 + 25600 * 4 + 2500 + 4)
+def test_label_bytes_of_the_recipes():
+  # Mobile at 640, K = 50: 160 x 160 uint8 slot map + 80 x 80 uint8 ignore
+  # counts + 50 x 20 B per slot (class, level, radius int32; center 2 x
+  # float32) + 4 B count.
+  assert targets.label_bytes((640, 640), 3, 50) == (
+      160 * 160 + 80 * 80 + 50 * 20 + 4)
+  # R50 at 1280, K = 256: the slot map needs int16 (values up to 257).
+  assert targets.label_bytes((1280, 1280), 3, 256) == (
+      320 * 320 * 2 + 160 * 160 + 256 * 20 + 4)
+  assert targets.label_bytes((1280, 1280), 3, 256) < 0.5e6
+  assert targets.label_bytes((640, 640), 3, 50) < 0.15e6

@@ -36,8 +36,8 @@ def test_records_decode_and_parse(training_records):
     things = np.sum((classes < num_things) & ~crowd & has_pixels)
     stuff = len(set(classes[(classes >= num_things) & ~crowd & has_pixels]))
     assert labels[keys.NUM_INSTANCES].numpy() == things + stuff
-    # Mask weights are 0 exactly on sampled void and crowd pixels.
+    # The slot map holds K + 1 (ignored) exactly on sampled void and crowd.
     sampled = segment_map[2::4, 2::4]
     ignored = np.isin(sampled, np.concatenate([[0], ids[crowd]]))
-    np.testing.assert_array_equal(labels[keys.MASK_WEIGHTS].numpy(),
-                                  (~ignored).astype(np.float32))
+    np.testing.assert_array_equal(labels[keys.SLOT_MAP].numpy() == 32 + 1,
+                                  ignored)

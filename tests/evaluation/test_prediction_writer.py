@@ -124,8 +124,8 @@ def test_errors(tmp_path):
     writer.add_segments('3', 'y.jpg', one, [0])
   with pytest.raises(ValueError, match=r'training class ids \[7\] outside'):
     writer.add_category_instance(4, 'z.jpg', one * 7, one)
-  with pytest.raises(ValueError, match='bare file name'):
-    writer.add_segments(5, '../escape.jpg', one, [0])
+  with pytest.raises(ValueError, match='names no file'):
+    writer.add_segments(5, '/./', one, [0])
   with pytest.raises(ValueError, match=r'segment_map values must lie in'):
     writer.add_segments(6, 'w.jpg', one * 3, [0])
   with pytest.raises(ValueError, match='2 entries but is_thing has 1'):

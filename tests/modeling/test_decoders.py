@@ -5,7 +5,9 @@ import math
 import numpy as np
 import pytest
 import tensorflow as tf
+import tf_keras
 
+from maskconver.modeling.decoders import bifpn
 from maskconver.modeling.decoders import convnext_unet
 from maskconver.modeling.decoders import deeplabv3plus
 
@@ -198,3 +200,199 @@ def test_deeplabv3plus_round_trip(assert_round_trip):
       num_filters=8, use_depthwise_convolution=False, activation='swish')
   assert_round_trip(decoder, lambda layer: layer(
       {l: features[l] for l in ('3', '5')}, training=False))
+
+
+# --- ConvNeXt-UNet output projection -----------------------------------------
+
+
+def test_convnext_unet_projects_every_level_to_one_width():
+  decoder = _unet(max_level=7, num_filters=[24, 16, 8], output_num_filters=12)
+  outputs = decoder(_features(96, 136))
+  for level in range(3, 8):
+    stride = 2**level
+    assert outputs[str(level)].shape == (
+        2, math.ceil(96 / stride), math.ceil(136 / stride), 12), level
+  plain = _unet(max_level=7, num_filters=[24, 16, 8])
+  # Projections: 1x1 convs D_l -> 12 without bias + LayerNorm; the extra
+  # levels' depthwise convs then run on 12 channels instead of D5 = 24.
+  projections = sum(d * 12 + 2 * 12 for d in (24, 16, 8))
+  extra_plain = 2 * (49 * 24 + 24 + 2 * 24)
+  extra_projected = 2 * (49 * 12 + 12 + 2 * 12)
+  assert decoder.count_params() == (plain.count_params() + projections -
+                                    extra_plain + extra_projected)
+
+
+def test_convnext_unet_rejects_negative_output_width():
+  with pytest.raises(ValueError, match='output_num_filters'):
+    _unet(output_num_filters=-1)
+
+
+def test_convnext_unet_projection_round_trip(assert_round_trip):
+  features = _features(64, 64, batch=1, seed=5)
+  assert_round_trip(
+      _unet(max_level=6, num_filters=[24, 16, 8], output_num_filters=12),
+      lambda layer: layer(features, training=False))
+
+
+# --- BiFPN ---------------------------------------------------------------------
+
+
+def _bifpn(**kwargs):
+  kwargs.setdefault('num_filters', 16)
+  kwargs.setdefault('num_repeats', 2)
+  return bifpn.BiFPN(input_specs=_specs(), **kwargs)
+
+
+def _bifpn_params(widths, filters, repeats, separable=True, extra_levels=2):
+  """Hand count; batch norms have 4 weights per channel."""
+  projections = sum(c * filters + 4 * filters for c in widths if c != filters)
+  projections += widths[-1] * filters + 4 * filters  # L6's own 1x1 + BN
+  conv = 9 * filters + filters * filters if separable else (
+      9 * filters * filters)
+  levels = len(widths) + extra_levels
+  nodes = 2 * (levels - 1)  # top-down l = max-1..min; bottom-up min+1..max
+  # Fusion weights: 2 per top-down node, 3 per inner bottom-up node, 2 at
+  # the coarsest.
+  fusion = 2 * (levels - 1) + 3 * (levels - 2) + 2
+  return projections + repeats * (nodes * (conv + 4 * filters) + fusion)
+
+
+def test_fast_normalized_fusion_by_hand():
+  layer = bifpn.FastNormalizedFusion()
+  a = tf.fill([1, 2, 2, 3], 1.0)
+  b = tf.fill([1, 2, 2, 3], 4.0)
+  # Initial weights 1, 1: (1 + 4) / (2 + 1e-4).
+  np.testing.assert_allclose(layer([a, b]).numpy(), 5.0 / 2.0001, rtol=1e-6)
+  # A negative weight counts as 0 (ReLU): (3 * 1 + 0 * 4) / (3 + 1e-4).
+  layer.fusion_weights.assign([3.0, -2.0])
+  np.testing.assert_allclose(layer([a, b]).numpy(), 3.0 / 3.0001, rtol=1e-6)
+
+
+@pytest.mark.parametrize('height, width', [(64, 64), (96, 136)])
+def test_bifpn_levels_and_strides(height, width):
+  decoder = _bifpn()
+  outputs = decoder(_features(height, width))
+  assert sorted(outputs) == ['3', '4', '5', '6', '7']
+  for level in range(3, 8):
+    stride = 2**level
+    assert outputs[str(level)].shape == (
+        2, math.ceil(height / stride), math.ceil(width / stride), 16), level
+  assert {s.as_list()[-1] for s in decoder.output_specs.values()} == {16}
+
+
+@pytest.mark.parametrize('filters, repeats, separable', [
+    (16, 2, True), (20, 1, True), (16, 3, False)])
+def test_bifpn_params_by_formula(filters, repeats, separable):
+  # filters = 20 equals level 4's width: that level needs no projection.
+  decoder = _bifpn(num_filters=filters, num_repeats=repeats,
+                   use_separable_conv=separable)
+  assert decoder.count_params() == _bifpn_params(
+      [12, 20, 28], filters, repeats, separable)
+
+
+def test_bifpn_node_fuses_with_normalized_weights():
+  """Zero a node's first fusion weight: that input no longer matters."""
+  decoder = _bifpn(num_repeats=1)
+  features = _features(64, 64, batch=1, seed=7)
+  changed = dict(features)
+  changed['3'] = features['3'] + 5.0
+  # Level 3 reaches layer0_td_l3 through its input projection only.
+  fusion = decoder.get_layer('layer0_td_l3_fusion')
+  before = decoder(features, training=False)['3'].numpy()
+  assert np.abs(decoder(changed, training=False)['3'].numpy() -
+                before).max() > 1e-5
+  fusion.fusion_weights.assign([0.0, 1.0])
+  np.testing.assert_array_equal(decoder(changed, training=False)['3'].numpy(),
+                                decoder(features, training=False)['3'].numpy())
+
+
+def test_bifpn_rejects_bad_arguments():
+  with pytest.raises(ValueError, match='min_level'):
+    _bifpn(min_level=5, max_level=5)
+  with pytest.raises(ValueError, match='backbone_max_level'):
+    _bifpn(backbone_max_level=2)
+  with pytest.raises(ValueError, match='num_repeats'):
+    _bifpn(num_repeats=0)
+  with pytest.raises(ValueError, match=r'no level\(s\) \[5\]'):
+    bifpn.BiFPN(input_specs=_specs(('3', '4')))
+
+
+def test_bifpn_round_trip(assert_round_trip):
+  features = _features(64, 96, batch=1, seed=8)
+  assert_round_trip(
+      _bifpn(max_level=6, num_filters=8, num_repeats=1,
+             use_separable_conv=False, activation='relu',
+             norm_momentum=0.9, norm_epsilon=1e-4),
+      lambda layer: layer(features, training=False))
+
+
+def _random_projection_loss(outputs, seed=0):
+  """sum(outputs * fixed random weights): a sum alone would cancel under
+  batch norm, whose training-mode outputs sum to a constant. The weights
+  come from numpy, so a compiled and an eager step use the same ones."""
+  rng = np.random.default_rng(seed)
+  total = 0.0
+  for key in sorted(outputs):
+    x = tf.cast(outputs[key], tf.float32)
+    weights = rng.normal(size=x.shape.as_list()).astype(np.float32)
+    total += tf.reduce_sum(x * weights)
+  return total
+
+
+def test_bifpn_every_variable_gets_a_gradient():
+  decoder = _bifpn()
+  features = _features(64, 64, seed=9)
+  with tf.GradientTape() as tape:
+    loss = _random_projection_loss(decoder(features, training=True))
+  grads = tape.gradient(loss, decoder.trainable_variables)
+  missing = [v.name for v, g in zip(decoder.trainable_variables, grads)
+             if g is None or not np.any(tf.convert_to_tensor(g).numpy())]
+  assert not missing
+  fusions = [v for v in decoder.trainable_variables if 'fusion' in v.name]
+  assert len(fusions) == 2 * 8
+
+
+def _build_under_policy(build, policy):
+  tf_keras.mixed_precision.set_global_policy(policy)
+  try:
+    return build()
+  finally:
+    tf_keras.mixed_precision.set_global_policy('float32')
+
+
+@pytest.mark.parametrize('policy', ['float32', 'mixed_bfloat16'])
+@pytest.mark.parametrize('name', [
+    'bifpn',
+    # The UNet's own XLA train steps run in the task tests; its projection
+    # adds only 1x1 convs and LayerNorms.
+    pytest.param('unet_projected', marks=pytest.mark.slow)])
+def test_decoder_forward_and_gradient_compile_with_xla(name, policy):
+  build = {
+      'bifpn': lambda: _bifpn(num_repeats=1),
+      'unet_projected': lambda: _unet(max_level=7, num_filters=[24, 16, 8],
+                                      output_num_filters=12),
+  }[name]
+  decoder = _build_under_policy(build, policy)
+  features = _features(64, 96, seed=10)
+
+  def step(inputs):
+    with tf.GradientTape() as tape:
+      outputs = decoder(inputs, training=True)
+      loss = _random_projection_loss(outputs)
+    return loss, tape.gradient(loss, decoder.trainable_variables)
+
+  xla_loss, xla_grads = tf.function(step, jit_compile=True)(features)
+  loss, grads = tf.function(step)(features)
+  assert all(g is not None for g in xla_grads)
+  # float32: the same math in another order (fused by XLA), 1e-4 relative.
+  # bfloat16 (8 significant bits): a few units of 2**-8 after the batch
+  # norms and sums, so 5% of the scale.
+  rtol = 1e-4 if policy == 'float32' else 5e-2
+  scale = float(np.abs(loss.numpy())) + 1.0
+  assert abs(float(xla_loss) - float(loss)) <= rtol * scale
+  for xla_grad, grad in zip(xla_grads, grads):
+    xla_grad = tf.convert_to_tensor(xla_grad).numpy().astype(np.float64)
+    grad = tf.convert_to_tensor(grad).numpy().astype(np.float64)
+    assert np.isfinite(xla_grad).all()
+    np.testing.assert_allclose(xla_grad, grad, rtol=rtol,
+                               atol=rtol * (np.abs(grad).max() + 1e-3))

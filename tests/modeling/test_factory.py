@@ -6,6 +6,7 @@ import tensorflow as tf
 import tf_keras
 
 from official.core import exp_factory
+from official.modeling import optimization
 from official.vision.configs import decoders as mg_decoders
 
 from maskconver import keys
@@ -117,14 +118,24 @@ def test_mnmh_recipe_parameter_count(mnmh_model):
   # MobileNetMultiAVGSeg: L3 has 64 channels, L4 ends in a 1x1 conv to 448.
   specs = mnmh_model.backbone.output_specs
   assert (specs['3'][-1], specs['4'][-1]) == (64, 448)
-  aspp = 2 * (448 * 256 + 4 * 256) + (512 * 256 + 4 * 256)
+  # ASPP, 128 filters: 1x1 and pooling branches (conv + BN), three atrous
+  # branches (dw 3x3 without BN, 1x1, BN), projection of the 5 branches.
+  aspp = (2 * (448 * 128 + 4 * 128) + 3 * (9 * 448 + 448 * 128 + 4 * 128) +
+          5 * 128 * 128 + 4 * 128)
   low = 64 * 48 + 4 * 48
-  fuse = 9 * 304 + 4 * 304 + 304 * 256 + 4 * 256
+  fuse = 9 * 176 + 4 * 176 + 176 * 256 + 4 * 256
+
+  def phone_head(cin, filters, num_blocks, out):
+    # separable_bn blocks: dw 3x3 and 1x1 without bias, each + BN (4 / ch).
+    blocks = sum(9 * c + 4 * c + c * filters + 4 * filters
+                 for c in [cin] + [filters] * (num_blocks - 1))
+    return blocks + filters * out + out
+
   parts = {
       'decoder': aspp + low + fuse,
-      'heatmap_head': _head(256, 256, 2, 133, num_levels=1),
-      'embedding_head': _head(256, 256, 2, 256, num_levels=1),
-      'mask_head': _head(256, 128, 1, 256, num_levels=1),
+      'heatmap_head': phone_head(256, 256, 2, 133),
+      'embedding_head': phone_head(256, 256, 2, 256),
+      'mask_head': phone_head(256, 128, 1, 256),
       'generator': 133 * 256 + 2 * (256 * 256 + 256),
   }
   for name, count in parts.items():
@@ -133,7 +144,7 @@ def test_mnmh_recipe_parameter_count(mnmh_model):
   # 448 -> 1280 (+ batch norm) that follows the global pooling: see below.
   assert mnmh_model.backbone.count_params() == 2_239_840
   assert mnmh_model.count_params() == 2_239_840 + sum(parts.values())
-  assert mnmh_model.count_params() == 3_350_421
+  assert mnmh_model.count_params() == 3_290_069
 
 
 def test_mnmh_recipe_gradients_reach_all_but_the_classifier_conv(mnmh_model):
@@ -190,6 +201,30 @@ def test_factory_maps_every_switch(tiny):
       atol=0.02)
 
 
+def test_conv_heads_are_3x3_unless_a_kernel_size_is_given(tiny):
+  config = tiny.config('deeplabv3plus')
+  config.center_head.block_type = 'conv'
+  config.mask_head.block_type = 'conv'
+  model = tiny.build(config)
+  kernels = {w.name.split('/')[1]: tuple(w.shape) for w in model.weights
+             if w.name.endswith('block_0/conv/kernel:0')}
+  # Decoder output 16 channels -> 8 filters, 3x3, in all three heads.
+  assert kernels == {'center_heatmap_head': (3, 3, 16, 8),
+                     'center_embedding_head': (3, 3, 16, 8),
+                     'mask_feature_head': (3, 3, 16, 8)}
+  config.center_head.kernel_size = 5
+  kernels = {w.name.split('/')[1]: tuple(w.shape)
+             for w in tiny.build(config).weights
+             if w.name.endswith('block_0/conv/kernel:0')}
+  assert kernels['center_heatmap_head'] == (5, 5, 16, 8)
+  assert kernels['mask_feature_head'] == (3, 3, 16, 8)
+  # Light heads keep their 7x7 depthwise convs by default.
+  depthwise = [tuple(w.shape) for w in
+               tiny.build(tiny.config('deeplabv3plus')).weights
+               if w.name.endswith('block_0/depthwise/depthwise_kernel:0')]
+  assert depthwise == [(7, 7, 16, 1)] * 3
+
+
 def test_factory_builds_model_garden_fpn(tiny):
   config = tiny.config('convnext_unet')
   config.decoder.type = 'fpn'
@@ -234,5 +269,64 @@ def test_factory_rejects_heads_on_missing_levels(tiny, decoder, overrides,
 def test_factory_rejects_unequal_head_channels(tiny):
   config = tiny.config('convnext_unet')
   config.decoder.convnext_unet.num_filters = [32, 16, 16]
+  config.decoder.convnext_unet.output_num_filters = -1  # never project
   with pytest.raises(ValueError, match=r'equal channels .* \[16, 32\]'):
     tiny.build(config)
+
+
+@pytest.mark.parametrize('num_filters, output_num_filters, expected', [
+    ([32, 24, 16], 0, 8),    # D differ: projected to the head width (8)
+    ([16, 16, 16], 0, 16),   # D equal: no projection
+    ([16, 16, 16], 12, 12),  # explicit width
+])
+def test_factory_projects_unequal_unet_widths(tiny, num_filters,
+                                              output_num_filters, expected):
+  config = tiny.config('convnext_unet')
+  unet = config.decoder.convnext_unet
+  unet.num_blocks, unet.num_filters = [2, 0, 1], num_filters
+  unet.output_num_filters = output_num_filters
+  model = tiny.build(config)
+  assert {s[-1] for s in model.decoder.output_specs.values()} == {expected}
+  projections = sorted(l.name for l in model.decoder.layers
+                       if l.name.startswith('output_l'))
+  assert projections == (['output_l3', 'output_l4', 'output_l5']
+                         if expected != 16 else [])
+  outputs = model(tf.zeros([1, 64, 96, 3]), training=False)
+  assert outputs[keys.MASK_LOGITS].shape == (1, 16, 24, tiny.num_instances)
+
+
+@pytest.mark.parametrize('decoder', ['convnext_unet', 'bifpn',
+                                     'deeplabv3plus'])
+def test_recipe_weight_decay_applies_to_kernels_only(tiny, decoder):
+  """The recipes' AdamW decays exactly the conv / dense kernels.
+
+  Upstream MaskConver decays kernels only; the exclude list of
+  `adamw_cosine` leaves out norms, biases, layer scales, the class
+  embedding table and the BiFPN fusion weights.
+  """
+  config = tiny.config('deeplabv3plus' if decoder == 'deeplabv3plus'
+                       else 'convnext_unet')
+  if decoder == 'bifpn':
+    config.decoder.type = 'bifpn'
+    config.decoder.bifpn.num_filters, config.decoder.bifpn.num_repeats = 16, 1
+  model = tiny.build(config)
+  optimizer_config = exp_factory.get_exp_config(
+      'maskconver_r50_coco').trainer.optimizer_config
+  optimizer = optimization.OptimizerFactory(optimizer_config).build_optimizer(
+      1e-3)
+  optimizer = getattr(optimizer, '_optimizer', optimizer)  # inside the EMA
+  decayed = {v.name for v in model.trainable_variables
+             if optimizer._do_use_weight_decay(v.name)}  # pylint: disable=protected-access
+  kernels = {v.name for v in model.trainable_variables
+             if v.name.endswith('kernel:0')}
+  assert decayed == kernels
+  not_decayed = {v.name.rsplit('/', 1)[-1]
+                 for v in model.trainable_variables} - {
+                     n.rsplit('/', 1)[-1] for n in kernels}
+  expected = {'bias:0', 'gamma:0', 'beta:0'}
+  if decoder == 'convnext_unet':
+    expected |= {'layer_scale:0'}
+  if decoder == 'bifpn':
+    expected |= {'fusion_weights:0'}
+  expected |= {'embeddings:0'}  # the class embedding table
+  assert not_decayed == expected

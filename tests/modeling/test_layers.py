@@ -192,6 +192,18 @@ def test_head_block_uses_the_norm_of_its_level():
   assert _gelu(1.0) == pytest.approx(0.8413447)
 
 
+def test_head_block_kernel_size_defaults_to_its_block_type():
+  x = tf.zeros([1, 6, 6, 6])
+  conv = head_block.HeadBlock(8, 'conv')
+  light = head_block.HeadBlock(8, 'light')
+  conv(x), light(x)
+  assert (conv.kernel_size, light.kernel_size) == (3, 7)
+  assert conv.count_params() == 3 * 3 * 6 * 8 + 8 + 2 * 8
+  assert light.count_params() == 7 * 7 * 6 + 6 + 6 * 8 + 8 + 2 * 8
+  # An explicit size still wins (configs that set kernel_size keep it).
+  assert head_block.HeadBlock(8, 'conv', 7).kernel_size == 7
+
+
 def test_head_block_rejects_bad_arguments():
   with pytest.raises(ValueError, match='block_type'):
     head_block.HeadBlock(8, block_type='dense')
@@ -314,6 +326,95 @@ def test_center_selector_round_trip(assert_round_trip):
                                      max_level=4, activation='hard_sigmoid',
                                      nms_kernel_size=1),
       lambda layer: layer(heatmaps))
+
+
+def _saturated_heatmap():
+  """One 6x6 level, 2 classes, background -10 (hard-sigmoid 0).
+
+  Object A, class 0: a confident 3x3 patch around (1, 1): 6 at the center,
+  5 on the edges, 4 at the corners; every logit >= 3, so hard-sigmoid gives
+  1.0 on all 9 cells. Object B, class 1: a 2x2 plateau of exactly 4.0 at
+  rows 3-4, columns 3-4 (ties in the logits themselves). Object C, class 0:
+  a weak peak 0.0 (hard-sigmoid 0.5) at (4, 0).
+  """
+  logits = np.full([1, 6, 6, 2], -10.0, np.float32)
+  logits[0, 0:3, 0:3, 0] = [[4, 5, 4], [5, 6, 5], [4, 5, 4]]
+  logits[0, 3:5, 3:5, 1] = 4.0
+  logits[0, 4, 0, 0] = 0.0
+  return logits
+
+
+def test_center_selector_hard_sigmoid_picks_each_object_once():
+  logits = _saturated_heatmap()
+  # The old rule (max-pool NMS on hard-sigmoid scores) keeps every cell
+  # equal to its window's max score: all 9 cells of A and all 4 of B.
+  scores = np.clip(logits + 3.0, 0.0, 6.0) / 6.0
+  pooled = tf.nn.max_pool2d(scores, 3, 1, 'SAME').numpy()
+  old_kept = (scores == pooled) & (scores > 0)
+  assert old_kept[0, :3, :3, 0].sum() == 9 and old_kept[0, 3:5, 3:5, 1].sum(
+  ) == 4
+  selector = center_selector.CenterSelector(
+      num_instances=5, min_level=3, max_level=3, activation='hard_sigmoid')
+  out = selector({'3': tf.constant(logits)})
+  # A once at its logit peak (1, 1) = cell 7; B once at the first cell of
+  # its plateau, (3, 3) = cell 21; C at (4, 0) = cell 24. Row-major order
+  # among equal scores follows the logits (6 > 4), then the cell index.
+  assert out['center_indices'].numpy()[0, :3].tolist() == [7, 21, 24]
+  assert out['classes'].numpy()[0, :3].tolist() == [0, 1, 0]
+  np.testing.assert_array_equal(out['scores'].numpy()[0],
+                                [1.0, 1.0, 0.5, 0.0, 0.0])
+  # With sigmoid the same cells come out, scored sigmoid(logit).
+  out = center_selector.CenterSelector(5, 3, 3)({'3': tf.constant(logits)})
+  assert out['center_indices'].numpy()[0, :3].tolist() == [7, 21, 24]
+  np.testing.assert_allclose(out['scores'].numpy()[0, :3],
+                             [_sigmoid(6.0), _sigmoid(4.0), 0.5], rtol=1e-6)
+
+
+def test_local_peaks_breaks_ties_row_major_for_any_window():
+  # A 1x4 plateau of 2.0 at row 1, columns 0-3, and an equal lone cell at
+  # column 5, on a zero background.
+  logits = np.zeros([1, 3, 8, 1], np.float32)
+  logits[0, 1, 0:4, 0] = 2.0
+  logits[0, 1, 5, 0] = 2.0
+  positive = logits[0, ..., 0] > 0
+
+  def kept(kernel_size):
+    peaks = center_selector.local_peaks(tf.constant(logits), kernel_size)
+    return np.argwhere(peaks.numpy()[0, ..., 0] & positive).tolist()
+
+  # 3x3: the plateau keeps its first cell; column 5 sees columns 4-6 only.
+  assert kept(3) == [[1, 0], [1, 5]]
+  # 5x5: column 5 now sees the equal, earlier (1, 3) and is suppressed.
+  assert kept(5) == [[1, 0]]
+  assert center_selector.local_peaks(tf.constant(logits), 1).numpy().all()
+
+
+def test_center_selector_rejects_even_window():
+  with pytest.raises(ValueError, match='nms_kernel_size'):
+    center_selector.CenterSelector(4, 3, 3, nms_kernel_size=2)
+
+
+@pytest.mark.parametrize('dtype', [tf.float32, tf.bfloat16])
+def test_center_selector_compiles_with_xla(dtype):
+  logits = _saturated_heatmap()
+  # In bfloat16 (8 significant bits) 3.01 and 3.02 both round to 3.015625:
+  # neighbours that tie only in the network's compute dtype.
+  logits[0, 3, 0, 1] = 3.01
+  logits[0, 3, 1, 1] = 3.02
+  heatmaps = {'3': tf.cast(tf.constant(logits), dtype)}
+  selector = center_selector.CenterSelector(6, 3, 3,
+                                            activation='hard_sigmoid')
+  compiled = tf.function(selector, jit_compile=True)(heatmaps)
+  eager = selector(heatmaps)
+  for key in ('center_indices', 'classes', 'scores'):
+    np.testing.assert_array_equal(compiled[key].numpy(), eager[key].numpy())
+  indices = compiled['center_indices'].numpy()[0].tolist()
+  classes = compiled['classes'].numpy()[0].tolist()
+  pairs = list(zip(indices, classes))[:4]
+  # bfloat16: the tied pair keeps its first cell (3, 0) = 18; float32: the
+  # larger 3.02 at (3, 1) = 19. Either way one center per object.
+  tied = 18 if dtype == tf.bfloat16 else 19
+  assert pairs == [(7, 0), (21, 1), (tied, 1), (24, 0)]
 
 
 # --- MaskEmbeddingMLP, MaskEmbeddingGenerator, MaskProjection ---------------

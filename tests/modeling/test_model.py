@@ -238,3 +238,74 @@ def test_keras_save_traces_both_training_values(tiny, tiny_deeplab_model,
   eager = model(images, training=True)
   assert keys.DETECTED_CENTER_INDICES in restored
   assert _max_difference(restored, eager) <= 1e-5
+
+
+# --- Ablation decoders: BiFPN, ConvNeXt-UNet with unequal widths -------------
+
+
+def _ablation_config(tiny, name):
+  config = tiny.config('convnext_unet')
+  if name == 'bifpn':
+    config.decoder.type = 'bifpn'
+    config.decoder.bifpn.num_filters = 16
+    config.decoder.bifpn.num_repeats = 1
+  else:  # ConvNeXt-UNet, N = [2, 0, 1], D = [24, 16, 8]: projected to 8.
+    unet = config.decoder.convnext_unet
+    unet.num_blocks, unet.num_filters = [2, 0, 1], [24, 16, 8]
+  return config
+
+
+@pytest.fixture(scope='module', params=['bifpn', 'unet_unequal_widths'])
+def ablation_model(request, tiny):
+  return tiny.build(_ablation_config(tiny, request.param))
+
+
+@pytest.mark.parametrize('height, width', [(64, 64), (96, 136)])
+def test_ablation_decoder_models_at_two_sizes(tiny, ablation_model, height,
+                                              width):
+  outputs = ablation_model(_images(height, width), training=False)
+  assert outputs[keys.MASK_LOGITS].shape == (2, height // 4, width // 4,
+                                             tiny.num_instances)
+  assert _level_shapes(outputs, keys.CLASS_HEATMAP_LOGITS) == {
+      l: (2, math.ceil(height / 2**int(l)), math.ceil(width / 2**int(l)),
+          tiny.num_classes) for l in _UNET_LEVELS}
+
+
+def test_ablation_decoder_models_give_every_variable_a_gradient(
+    ablation_model):
+  images = _images(64, 64, seed=11)
+  indices = tf.constant([[0, 70, 84, 85], [5, 64, 80, 84]])  # L3..L7
+  classes = tf.constant([[0, 1, 2, 4], [3, 3, 0, 1]])
+  with tf.GradientTape() as tape:
+    outputs = ablation_model(images, indices, classes, training=True)
+    loss = tf.add_n([
+        tf.reduce_sum(v) for v in tf.nest.flatten(
+            [outputs[keys.CLASS_HEATMAP_LOGITS],
+             outputs[keys.CENTER_EMBEDDINGS], outputs[keys.MASK_LOGITS]])
+    ])
+  variables = ablation_model.trainable_variables
+  grads = tape.gradient(loss, variables)
+  zero = [v.name for v, g in zip(variables, grads)
+          if g is None or not np.any(tf.convert_to_tensor(g).numpy())]
+  assert not zero
+
+
+def test_ablation_decoder_models_save_and_reload_equal(ablation_model,
+                                                       tmp_path):
+  module = tf.Module()
+  module.model_variables = ablation_model.variables
+  module.detect = tf.function(
+      lambda images: ablation_model(images, training=False),
+      input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])
+  path = os.fspath(tmp_path / 'saved_model')
+  tf.saved_model.save(module, path)
+  loaded = tf.saved_model.load(path)
+  images = _images(96, 136, seed=12)
+  eager = ablation_model(images, training=False)
+  restored = loaded.detect(images)
+  assert sorted(restored) == sorted(eager)
+  # The same graph of float32 ops: equal up to rounding.
+  assert _max_difference(restored, eager) <= 1e-6
+  np.testing.assert_array_equal(
+      restored[keys.DETECTED_CENTER_INDICES].numpy(),
+      eager[keys.DETECTED_CENTER_INDICES].numpy())

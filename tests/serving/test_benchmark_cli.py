@@ -61,13 +61,28 @@ def test_cli_prints_json_last(serving, tiny_module):
   assert report['input_size'] == [64, 64]
   assert report['params'] == tiny_module.model.count_params()
   assert report['flops'] > 0
-  assert report['machine']['num_threads'] == 1
+  assert report['machine']['num_threads'] == [1]
+  assert report['machine']['tflite_kernels'] == ['xnnpack']
   assert list(report['latency']) == ['keras']
   for part in benchmark.PARTS:
     stats = report['latency']['keras'][part]
     assert 0 < stats['min_ms'] <= stats['median_ms'] <= stats['max_ms']
   assert report['int8_float_ratio'] is None
   assert any(l.startswith('keras') for l in lines[:-1])
+
+
+def test_ratios_and_rows_of_several_kernels_and_threads():
+  assert benchmark.row_name('tflite_int8', 'builtin', 2, False) == (
+      'tflite_int8:builtin:2t')
+  assert benchmark.row_name('tflite_int8', 'builtin', 2, True) == (
+      'tflite_int8')
+  assert benchmark.parse_threads(['1', '2']) == [1, 2]
+  with pytest.raises(app.UsageError, match='--num_threads'):
+    benchmark.parse_threads(['0'])
+  assert benchmark.parse_kernels(['xnnpack', 'builtin']) == ['xnnpack',
+                                                             'builtin']
+  with pytest.raises(app.UsageError, match=r"--tflite_kernels: .*\['gpu'\]"):
+    benchmark.parse_kernels(['gpu'])
 
 
 def test_bad_formats_are_named():
@@ -91,3 +106,26 @@ def test_cli_all_formats(serving, tmp_path):
     assert 'error' not in parts, (name, parts)
   assert set(report['int8_float_ratio']) == set(benchmark.PARTS)
   assert (tmp_path / 'tflite_int8_total.tflite').exists()
+  # The float32 row is its own reference.
+  assert report['ratio_to_tflite_float32']['tflite_float32'] == {
+      part: 1.0 for part in benchmark.PARTS}
+
+
+@pytest.mark.slow
+def test_cli_kernels_and_threads(serving, tmp_path):
+  result = serving.run_module(_BENCHMARK, [
+      f'--experiment={serving.experiment}',
+      f'--params_override={serving.override_flag}', '--num_runs=2',
+      '--warmup=1', '--formats=saved_model,tflite_float32,tflite_int8',
+      '--num_threads=1,2', '--tflite_kernels=xnnpack,builtin'])
+  assert result.returncode == 0, result.stderr
+  report = json.loads(result.stdout.strip().splitlines()[-1])
+  rows = [f'{f}:{k}:{t}t' for f in ('tflite_float32', 'tflite_int8')
+          for k in ('xnnpack', 'builtin') for t in (1, 2)]
+  assert list(report['latency']) == ['saved_model'] + rows
+  ratios = report['ratio_to_tflite_float32']
+  assert set(ratios) == set(report['latency'])
+  for row in rows[:4]:
+    assert ratios[row]['total'] == 1.0
+  for row, share in report['merge_share'].items():
+    assert 0.0 < share < 1.5, row

@@ -88,7 +88,14 @@ def test_export_cli_reproduces_the_model(serving, checkpoint_prefix,
                                                                      64, 3]
   outputs = signature(inputs=normalized)
   for key in export_module.OUTPUT_KEYS:
-    np.testing.assert_array_equal(outputs[key], eager[key], err_msg=key)
+    if eager[key].dtype.is_floating:
+      # Scores and image info: the exported graph may sum in another order
+      # than this process (3 ulps measured, see test_export_module.py); 1e-5
+      # is still 80x below the gap between two segments' scores.
+      np.testing.assert_allclose(outputs[key], eager[key], rtol=0, atol=1e-5,
+                                 err_msg=key)
+    else:  # Maps, classes and thing flags: exactly.
+      np.testing.assert_array_equal(outputs[key], eager[key], err_msg=key)
 
 
 @pytest.mark.slow

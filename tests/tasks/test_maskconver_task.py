@@ -32,9 +32,13 @@ def _assert_all_finite(structure):
 
 
 def test_inputs_match_the_model(tiny):
-  images, labels = tiny.train_batch
+  images, labels = tiny.train_dense
   assert images.shape == (BATCH, 64, 64, 3)
   assert images.dtype == tf.float32
+  raw_images, compact = tiny.train_batch
+  assert raw_images.dtype == tf.uint8
+  assert compact[keys.SLOT_MAP].shape == (BATCH, MASK_SIZE, MASK_SIZE)
+  assert keys.MASKS not in compact
   outputs = tiny.model(images, center_indices=labels[keys.CENTER_INDICES],
                        classes=labels[keys.CLASSES], training=False)
   for level, cells in LEVEL_CELLS.items():
@@ -128,7 +132,7 @@ def test_build_losses_hand_computed(tiny):
 
 
 def test_build_losses_on_a_real_batch(tiny):
-  images, labels = tiny.train_batch
+  images, labels = tiny.train_dense
   outputs = tiny.model(images, center_indices=labels[keys.CENTER_INDICES],
                        classes=labels[keys.CLASSES], training=False)
   losses = tiny.task.build_losses(labels, outputs)
@@ -145,7 +149,7 @@ def test_build_losses_on_a_real_batch(tiny):
 
 
 def test_build_losses_without_instances_is_finite(tiny):
-  images, labels = tiny.train_batch
+  images, labels = tiny.train_dense
   empty = dict(labels)
   empty[keys.VALID] = tf.zeros_like(labels[keys.VALID])
   empty[keys.MASKS] = tf.zeros_like(labels[keys.MASKS])
@@ -345,3 +349,26 @@ def test_initialize_rejects_a_directory_without_checkpoint(make_params,
   task = task_factory.get_task(params.task)
   with pytest.raises(ValueError, match='no checkpoint in'):
     task.initialize(tiny.model)
+
+
+def test_stuff_as_regions_trains_with_its_region_loss(make_params):
+  # Table 7: things are centers, stuff comes from the region head, trained by
+  # its own loss on the stride-8 share of each stuff class.
+  params = make_params({'task': {'model': {'stuff_representation': 'region'}}})
+  task = task_factory.get_task(params.task)
+  model = task.build_model()
+  optimizer = tf_keras.optimizers.Adam(1e-3)
+  metrics = task.build_metrics()
+  assert maskconver_task.STUFF_REGION_LOSS in [m.name for m in metrics]
+  batch = next(iter(task.build_inputs(params.task.train_data)))
+  step = tf.function(lambda b: task.train_step(b, model, optimizer, metrics))
+  first = step(batch)
+  for _ in range(3):
+    logs = step(batch)
+  region_loss = float(logs[maskconver_task.STUFF_REGION_LOSS])
+  assert 0.0 < region_loss < float(first[maskconver_task.STUFF_REGION_LOSS])
+  assert np.isfinite(float(logs[task.loss]))
+  val_logs = task.validation_step(
+      next(iter(task.build_inputs(params.task.validation_data))), model,
+      metrics=task.build_metrics(False))
+  assert np.isfinite(float(val_logs[task.loss]))

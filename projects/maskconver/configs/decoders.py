@@ -22,6 +22,10 @@ class ConvNeXtUNet(hyperparams.Config):
     se_ratio: SE squeeze ratio relative to the expanded channels.
     layer_scale_init_value: initial ConvNeXt layer scale.
     drop_path_rate: final stochastic depth rate (linear over the blocks).
+    output_num_filters: channels every output level is projected to (1x1
+      conv + LayerNorm). 0: none when all D are equal, else the width of the
+      center heads (`center_head.num_filters`), since heads shared across
+      levels need one input width. -1: never project.
   """
   min_level: int = 3
   backbone_max_level: int = 5
@@ -34,6 +38,26 @@ class ConvNeXtUNet(hyperparams.Config):
   se_ratio: float = 0.0625
   layer_scale_init_value: float = 1e-6
   drop_path_rate: float = 0.0
+  output_num_filters: int = 0
+
+
+@dataclasses.dataclass
+class BiFPN(hyperparams.Config):
+  """EfficientDet's BiFPN over levels model.min_level..model.max_level.
+
+  Attributes:
+    backbone_max_level: coarsest backbone level read; coarser levels are
+      max-pooled from it.
+    num_filters: width of every level.
+    num_repeats: BiFPN layers (the paper's Table 2 row: 6).
+    use_separable_conv: depthwise-separable 3x3 node convs (EfficientDet's).
+    activation: activation before each node conv (EfficientDet: swish).
+  """
+  backbone_max_level: int = 5
+  num_filters: int = 160
+  num_repeats: int = 6
+  use_separable_conv: bool = True
+  activation: str = 'swish'
 
 
 @dataclasses.dataclass
@@ -64,14 +88,16 @@ class DeepLabV3Plus(hyperparams.Config):
 
 @dataclasses.dataclass
 class Decoder(decoders.Decoder):
-  """Decoder one-of: `convnext_unet`, `deeplabv3plus`, or Model Garden's
-  `fpn`, `aspp`, `nasfpn`, `identity`.
+  """Decoder one-of: `convnext_unet`, `bifpn`, `deeplabv3plus`, or Model
+  Garden's `fpn`, `aspp`, `nasfpn`, `identity`.
 
   Attributes:
     convnext_unet: ConvNeXt-UNet config.
+    bifpn: BiFPN config.
     deeplabv3plus: DeepLabv3+ config.
   """
   type: Optional[str] = 'convnext_unet'
   convnext_unet: ConvNeXtUNet = dataclasses.field(default_factory=ConvNeXtUNet)
+  bifpn: BiFPN = dataclasses.field(default_factory=BiFPN)
   deeplabv3plus: DeepLabV3Plus = dataclasses.field(
       default_factory=DeepLabV3Plus)

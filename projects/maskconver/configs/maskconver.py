@@ -17,15 +17,19 @@ class Head(hyperparams.Config):
 
   Attributes:
     block_type: 'light' (7x7 depthwise + 1x1, LayerNorm, GELU: the paper's
-      light head) or 'conv' (3x3 conv, LayerNorm, GELU: the ablation).
+      light head), 'conv' (3x3 conv, LayerNorm, GELU: the ablation) or
+      'separable_bn' (3x3 depthwise + 1x1, each with BatchNorm and ReLU,
+      folded into the convs at export: the mobile recipes' phone head).
     num_blocks: blocks before the output 1x1 conv.
     num_filters: channels of the blocks.
-    kernel_size: spatial kernel of the blocks (7 light, 3 conv).
+    kernel_size: spatial kernel of the blocks; None (the default) picks the
+      block type's: 7 for light, 3 for conv (the paper's 3x3 ablation) and
+      separable_bn.
   """
   block_type: str = 'light'
   num_blocks: int = 2
   num_filters: int = 256
-  kernel_size: int = 7
+  kernel_size: Optional[int] = None
 
 
 @dataclasses.dataclass
@@ -37,10 +41,15 @@ class PanopticPostprocessor(hyperparams.Config):
     overlap_threshold: drop a mask when less than this share of it survives
       the merge (paper: 0.75).
     mask_threshold: probability above which a pixel belongs to a mask.
+    merge_method: 'exact' (upsample all K masks to the output size, then
+      merge) or 'fast' (decide at mask resolution, upsample only each output
+      pixel's 8 candidate masks: nearly the same maps at a fraction of the
+      cost; see maskconver.modeling.panoptic_postprocessor).
   """
   score_threshold: float = 0.2
   overlap_threshold: float = 0.75
   mask_threshold: float = 0.5
+  merge_method: str = 'exact'
 
 
 @dataclasses.dataclass
@@ -61,6 +70,11 @@ class MaskConverModel(hyperparams.Config):
     mlp_hidden_size: hidden width of the mask-embedding MLP (0: embedding_size).
     score_activation: 'sigmoid', or 'hard_sigmoid' for mobile deployment.
     nms_kernel_size: max-pool NMS window over the heatmaps.
+    stuff_representation: 'center' (the paper: stuff classes have centers
+      like things) or 'region' (Table 7's alternative, Panoptic FCN's way:
+      the center heads predict things only; a region head predicts a stuff
+      map on min_level, and each stuff class's embedding is the center
+      embeddings averaged over its region).
     backbone: any Model Garden backbone.
     decoder: pixel decoder one-of.
     center_head: config of the center heatmap and center embedding heads.
@@ -83,6 +97,7 @@ class MaskConverModel(hyperparams.Config):
   mlp_hidden_size: int = 0
   score_activation: str = 'sigmoid'
   nms_kernel_size: int = 3
+  stuff_representation: str = 'center'
   backbone: backbones.Backbone = dataclasses.field(
       default_factory=lambda: backbones.Backbone(
           type='resnet', resnet=backbones.ResNet(model_id=50)))
@@ -117,7 +132,9 @@ class Parser(hyperparams.Config):
       `level_reference_size` (doubling per level above).
     level_reference_size: image side the level boundaries refer to; they
       scale with the actual output size.
-    max_instances: targets per image (things + one per stuff class).
+    max_instances: target slots per image (things + one per stuff class);
+      0 (the default) uses the model's K (`model.num_instances`). With more
+      candidates, every stuff class is kept, then the largest things.
     mask_stride: stride of the target masks (that of the mask features).
     copy_paste_prob: probability of panoptic copy-paste; 0 disables it.
     copy_paste_scale_min: smallest scale of the pasted source image.
@@ -136,7 +153,7 @@ class Parser(hyperparams.Config):
   level_size_measure: str = 'sqrt_area'
   level_base_size: float = 64.0
   level_reference_size: float = 1024.0
-  max_instances: int = 100
+  max_instances: int = 0
   mask_stride: int = 4
   copy_paste_prob: float = 0.0
   copy_paste_scale_min: float = 0.1
@@ -153,13 +170,23 @@ class DataConfig(cfg.DataConfig):
   Attributes:
     parser: augmentation and target config.
     label_map_path: the converter's label map JSON (class names and dataset
-      category ids); empty to derive nothing from it.
-    dtype: dtype of the parsed images ('float32', 'bfloat16', 'float16').
+      category ids); empty to derive nothing from it. At start-up its class
+      count and thing/stuff split must equal the model's (when empty, the
+      converter's `<prefix>_label_map.json` beside the shards is checked).
+    dtype: dtype of the normalized images the steps feed the model
+      ('float32', 'bfloat16', 'float16'); images travel as uint8 and are
+      normalized on the device.
+    skip_corrupt_records: on a corrupted or truncated record, log a warning
+      naming the file, record and byte offset and skip the rest of that file
+      (TensorFlow's reader cannot resume inside a file) instead of stopping
+      with that error. Off by default; `python -m
+      maskconver.data.check_records` lists the bad files.
   """
   parser: Parser = dataclasses.field(default_factory=Parser)
   dtype: str = 'float32'
   label_map_path: str = ''
   shuffle_buffer_size: int = 1000
+  skip_corrupt_records: bool = False
 
 
 @dataclasses.dataclass
@@ -168,6 +195,8 @@ class Losses(hyperparams.Config):
 
   Attributes:
     heatmap_weight: weight of the center-heatmap focal loss (paper: 1).
+    stuff_region_weight: weight of the stuff-region BCE when
+      `model.stuff_representation` is 'region' (Table 7); unused otherwise.
     bce_weight: weight of the mask binary cross-entropy (paper: 10).
     dice_weight: weight of the mask Dice loss (paper: 10).
     focal_alpha: focal loss exponent alpha (CenterNet: 2).
@@ -175,6 +204,7 @@ class Losses(hyperparams.Config):
     l2_weight_decay: L2 regularization of the backbone (0 with AdamW).
   """
   heatmap_weight: float = 1.0
+  stuff_region_weight: float = 1.0
   bce_weight: float = 10.0
   dice_weight: float = 10.0
   focal_alpha: float = 2.0

@@ -8,11 +8,13 @@ any problem::
   python -m maskconver.data.check_dataset --image_dir=DIR \
       --panoptic_json=FILE --panoptic_masks_dir=DIR
 
-Per image it checks: the image file exists, is a JPEG or PNG and decodes; the
-panoptic PNG exists, is an 8-bit RGB PNG and has the image's size; every
-segment's category is in `categories`; the JSON's segment ids and the PNG's
-non-zero ids are the same set; the image is listed in `images` and annotated
-once.
+Per image it checks: its `file_name` and its PNG's are relative paths that
+stay inside --image_dir and --panoptic_masks_dir (sub-folders are fine; `..`
+leading out and absolute paths are refused, and such files are not read);
+the image file exists, is a JPEG or PNG and decodes; the panoptic PNG exists,
+is an 8-bit RGB PNG and has the image's size; every segment's category is in
+`categories`; the JSON's segment ids and the PNG's non-zero ids are the same
+set; the image is listed in `images` and annotated once.
 """
 
 import argparse
@@ -64,6 +66,8 @@ class ImageEntry:
   segments: List[Dict[str, Any]]
   json_size: Optional[Tuple[int, int]]  # (height, width) from `images`.
   json_problems: List[str]
+  # False when a file name leads outside its folder: nothing is read.
+  paths_inside: bool = True
 
 
 @dataclasses.dataclass
@@ -89,6 +93,34 @@ def _list_ids(ids) -> str:
   shown = ', '.join(str(i) for i in ids[:_MAX_LISTED_IDS])
   more = len(ids) - _MAX_LISTED_IDS
   return f'[{shown}, ... {more} more]' if more > 0 else f'[{shown}]'
+
+
+def outside_folder(file_name: str) -> Optional[str]:
+  """Why a file name from a JSON leads outside its folder, else None.
+
+  Args:
+    file_name: a path relative to a folder, as a COCO JSON gives it.
+
+  Returns:
+    None for a relative path that stays inside the folder (sub-folders
+    included), else the reason.
+  """
+  if not file_name:
+    return 'is empty'
+  if os.path.isabs(file_name):
+    return 'is an absolute path'
+  normalized = os.path.normpath(file_name)
+  if normalized == os.pardir or normalized.startswith(os.pardir + os.sep):
+    return 'leads outside the folder (..)'
+  return None
+
+
+def _path_problems(file_name: str, flag: str, what: str) -> List[str]:
+  reason = outside_folder(file_name)
+  if reason is None:
+    return []
+  return [f'{what} file_name {file_name!r} {reason}: file names must be '
+          f'relative paths inside {flag}; the file was not read']
 
 
 def load_index(image_dir: str, panoptic_json: str,
@@ -147,21 +179,30 @@ def load_index(image_dir: str, panoptic_json: str,
     json_size = None
     if image is not None and 'height' in image and 'width' in image:
       json_size = (int(image['height']), int(image['width']))
+    path_problems = _path_problems(annotation['file_name'],
+                                   '--panoptic_masks_dir', 'panoptic PNG')
+    if image is not None:
+      path_problems = _path_problems(file_name, '--image_dir',
+                                     'image') + path_problems
     entries.append(ImageEntry(
         image_id=image_id,
         image_path=os.path.join(image_dir, file_name),
         png_path=os.path.join(panoptic_masks_dir, annotation['file_name']),
         file_name=file_name, png_file_name=annotation['file_name'],
         segments=list(annotation.get('segments_info', [])),
-        json_size=json_size, json_problems=problems))
+        json_size=json_size, json_problems=problems + path_problems,
+        paths_inside=not path_problems))
   for image_id, image in images.items():
     if image_id not in annotated:
+      path_problems = _path_problems(image['file_name'], '--image_dir',
+                                     'image')
       entries.append(ImageEntry(
           image_id=image_id,
           image_path=os.path.join(image_dir, image['file_name']),
           png_path='<none>', file_name=image['file_name'],
           png_file_name='', segments=[], json_size=None,
-          json_problems=[f'image id {image_id} has no annotation']))
+          json_problems=[f'image id {image_id} has no annotation'] +
+          path_problems, paths_inside=not path_problems))
   return DatasetIndex(label_map=label_map, entries=entries)
 
 
@@ -248,6 +289,11 @@ def check_image(entry: ImageEntry, category_ids: Set[int],
     The checked image; `problems` is empty if it is fine.
   """
   messages = list(entry.json_problems)
+  if not entry.paths_inside:
+    return CheckedImage(
+        entry=entry,
+        problems=[Problem(entry.image_path, entry.png_path, m)
+                  for m in messages])
   image_bytes = _read_file(entry.image_path)
   image_info = None
   if image_bytes is None:

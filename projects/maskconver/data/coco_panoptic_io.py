@@ -44,13 +44,14 @@ def id_to_rgb(ids: np.ndarray) -> np.ndarray:
   Returns:
     uint8 [height, width, 3].
   """
-  ids = np.asarray(ids, dtype=np.int64)
+  ids = np.asarray(ids)
   if ids.size and (ids.min() < 0 or ids.max() >= keys.LABEL_BASE**3):
     raise ValueError(
         f'segment ids must lie in [0, {keys.LABEL_BASE**3}), got '
         f'[{ids.min()}, {ids.max()}]')
   # The three low bytes of each little-endian id are R, G and B.
-  as_bytes = ids.astype('<u4').view(np.uint8).reshape(ids.shape + (4,))
+  as_bytes = ids.astype('<u4', order='C').view(np.uint8).reshape(
+      ids.shape + (4,))
   return np.ascontiguousarray(as_bytes[..., :3])
 
 
@@ -110,17 +111,22 @@ def segments_info_from_map(
   """
   segment_ids = list(segment_ids) or list(range(1, len(categories) + 1))
   is_crowd = list(is_crowd) or [False] * len(categories)
+  segment_map = np.asarray(segment_map)
   infos = []
   for segment_id, category, crowd in zip(segment_ids, categories, is_crowd):
-    ys, xs = np.nonzero(segment_map == segment_id)
-    if ys.size == 0:
+    # One bool [h, w] temporary per segment (no pixel index arrays), so
+    # large images stay cheap.
+    mask = segment_map == segment_id
+    rows = np.flatnonzero(mask.any(axis=1))
+    if rows.size == 0:
       continue
-    x0, y0 = int(xs.min()), int(ys.min())
+    cols = np.flatnonzero(mask.any(axis=0))
+    x0, y0 = int(cols[0]), int(rows[0])
     infos.append({
         'id': int(segment_id),
         'category_id': int(category),
         'iscrowd': int(bool(crowd)),
-        'area': int(ys.size),
-        'bbox': [x0, y0, int(xs.max()) - x0 + 1, int(ys.max()) - y0 + 1],
+        'area': int(np.count_nonzero(mask)),
+        'bbox': [x0, y0, int(cols[-1]) - x0 + 1, int(rows[-1]) - y0 + 1],
     })
   return infos

@@ -14,7 +14,8 @@ the `tf.Example features` of `maskconver.keys`. Crowd segments are kept and
 flagged, void pixels stay void, and the number of segments per image is not
 limited.
 
-Every image is checked first (see `maskconver.data.check_dataset`). By default
+Every image is checked first (see `maskconver.data.check_dataset`; an image
+or PNG `file_name` leading outside its folder is a bad image). By default
 the first bad image stops the conversion with a non-zero exit and a message
 naming its files; `--skip_bad_images` leaves bad images out and reports each.
 Shards are written under a hidden temporary directory and renamed into place
@@ -143,7 +144,8 @@ def convert(image_dir: str, panoptic_json: str, panoptic_masks_dir: str,
     panoptic_json: the COCO panoptic JSON.
     panoptic_masks_dir: directory of the panoptic PNGs.
     output_prefix: path prefix of the shards and the label map.
-    num_shards: number of shards; images go round-robin in JSON order.
+    num_shards: number of shards; images go round-robin in JSON order. At
+      most the number of images written: no shard is left empty.
     num_workers: worker processes that read and check images; 0 reads them
       in this process. The output does not depend on it.
     skip_bad_images: leave bad images out (reporting each) instead of
@@ -163,6 +165,11 @@ def convert(image_dir: str, panoptic_json: str, panoptic_masks_dir: str,
   index = check_dataset.load_index(image_dir, panoptic_json,
                                    panoptic_masks_dir)
   category_ids = set(index.label_map.coco_ids)
+  if num_shards > len(index.entries):
+    raise ConversionError(
+        f'--num_shards={num_shards} but {panoptic_json} has '
+        f'{len(index.entries)} image(s): some shards would be empty, which '
+        'training refuses. Use --num_shards <= the number of images.', [])
   final_paths = shard_paths(output_prefix, num_shards)
   output_dir = os.path.dirname(os.path.abspath(output_prefix))
   os.makedirs(output_dir, exist_ok=True)
@@ -207,6 +214,12 @@ def convert(image_dir: str, panoptic_json: str, panoptic_masks_dir: str,
       raise ConversionError(
           f'{panoptic_json}: no image left to convert '
           f'({len(skipped_images)} skipped); no shard was written', skipped)
+    if num_written < num_shards:
+      raise ConversionError(
+          f'{panoptic_json}: {num_written} image(s) left after skipping '
+          f'{len(skipped_images)}, fewer than --num_shards={num_shards}: some '
+          'shards would be empty, which training refuses. No shard was '
+          f'written; use --num_shards <= {num_written}.', skipped)
     for tmp_path, final_path in zip(tmp_paths, final_paths):
       os.replace(tmp_path, final_path)
     index.label_map.save(label_map_path(output_prefix))

@@ -1,24 +1,27 @@
 """MaskConver parser: augmentation, training targets and eval ground truth.
 
 Training: optional panoptic copy-paste (`copy_paste.py`), random horizontal
-flip, normalization, random scale jitter with random crop and pad to
-`output_size` (Model Garden's `resize_and_crop_image`; the segment map follows
-with nearest-neighbour resizing, padding is void), then the targets of
-`targets.build_targets`.
+flip, random scale jitter with random crop and pad to `output_size` (Model
+Garden's `resize_and_crop_image`; the segment map follows with
+nearest-neighbour resizing, its padding is `keys.PADDING_SEGMENT_ID`,
+background), then the compact target description of
+`targets.describe_targets`. Images leave as uint8 (padding: the mean pixel);
+the steps normalize them and build dense targets on the device
+(`maskconver.ops`).
 
 Evaluation: resize keeping the aspect ratio to fit `output_size` and pad, the
 same targets (for validation losses), plus `labels[keys.GROUNDTRUTHS]` with
 the original-resolution segment map padded to `eval_groundtruth_padded_size`,
-the segment lists padded to `max_segments`, and IMAGE_INFO whose row 1 is the
-content size `round(original * scale)` inside the padded image.
+the segment lists padded to `max_segments`, the source id as bytes
+(`keys.GT_SOURCE_ID`: no strings reach the device) and IMAGE_INFO whose row 1
+is the content size `round(original * scale)` inside the padded image.
 
 Centers, cells and masks follow the conventions of `targets.py`: pixel
 `(i, j)` covers `[i, i + 1) x [j, j + 1)` of the output image.
 
-Label size (`targets.label_bytes`, K = 100, 133 classes): 7.2 MB per example
-at 640x640 with levels 3..7 (4.5 MB float32 heatmaps, 2.6 MB uint8 masks, the
-rest 0.1 MB), 6.1 MB with level 3 only, 1.0 MB at 256x256 with level 3.
-Upstream's [640, 640, 100] float32 masks alone take 164 MB.
+Labels on the wire (`targets.label_bytes`): 0.23 MB per example at
+1280x1280 with K = 256 (R50 recipe), 0.03 MB at 640x640 with K = 50 (mobile),
+against 45 MB and 6.1 MB of dense float32 heatmaps and uint8 masks before.
 """
 
 from typing import Any, Dict, Optional, Sequence, Tuple
@@ -31,6 +34,7 @@ from official.vision.ops import preprocess_ops
 from maskconver import keys
 from maskconver.dataloaders import copy_paste
 from maskconver.dataloaders import targets
+from maskconver.ops import image_ops
 
 
 def transform_segment_map(segment_map: tf.Tensor, image_info: tf.Tensor,
@@ -48,7 +52,8 @@ def transform_segment_map(segment_map: tf.Tensor, image_info: tf.Tensor,
     output_size: [height, width] of the output.
 
   Returns:
-    int32 [output_height, output_width]; padding is void (0).
+    int32 [output_height, output_width]; padding is
+    `keys.PADDING_SEGMENT_ID`.
   """
   segment_map = tf.cast(segment_map, tf.int32)
   in_size = tf.shape(segment_map)[:2]
@@ -67,8 +72,30 @@ def transform_segment_map(segment_map: tf.Tensor, image_info: tf.Tensor,
   cols, valid_cols = source_index(1)
   output = tf.gather(tf.gather(segment_map, rows), cols, axis=1)
   inside = tf.logical_and(valid_rows[:, tf.newaxis], valid_cols[tf.newaxis])
-  output = tf.where(inside, output, keys.VOID_SEGMENT_ID)
+  output = tf.where(inside, output, keys.PADDING_SEGMENT_ID)
   return tf.ensure_shape(output, list(output_size))
+
+
+def source_id_bytes(source_id: tf.Tensor) -> tf.Tensor:
+  """A source id string as uint8 [keys.SOURCE_ID_LENGTH], zero-padded.
+
+  Raises (when run) InvalidArgumentError naming the id if it is longer.
+  """
+  raw = tf.io.decode_raw(source_id, tf.uint8)
+  length = tf.shape(raw)[0]
+  check = tf.debugging.Assert(
+      length <= keys.SOURCE_ID_LENGTH,
+      ['source_id', source_id, 'is longer than', keys.SOURCE_ID_LENGTH,
+       'bytes (keys.SOURCE_ID_LENGTH)'])
+  with tf.control_dependencies([check]):
+    padded = tf.pad(raw, [[0, keys.SOURCE_ID_LENGTH - length]])
+  return tf.ensure_shape(padded, [keys.SOURCE_ID_LENGTH])
+
+
+def source_id_string(source_id) -> str:
+  """The inverse of `source_id_bytes` on the host: uint8 array -> str."""
+  return bytes(bytearray(source_id)).rstrip(b'\x00').decode(
+      'utf-8', errors='replace')
 
 
 class Parser(parser.Parser):
@@ -88,7 +115,6 @@ class Parser(parser.Parser):
                center_type: str = 'mask',
                gaussian_min_overlap: float = 0.7,
                gaussian_min_radius: int = 0,
-               heatmap_ignore_fraction: float = 0.5,
                level_size_measure: str = 'sqrt_area',
                level_base_size: float = 64.0,
                level_reference_size: float = 1024.0,
@@ -98,8 +124,7 @@ class Parser(parser.Parser):
                copy_paste_segment_prob: float = 0.5,
                copy_paste_stuff: bool = False,
                max_segments: int = 256,
-               eval_groundtruth_padded_size: Optional[Sequence[int]] = None,
-               dtype: str = 'float32'):
+               eval_groundtruth_padded_size: Optional[Sequence[int]] = None):
     """Initializes the parser.
 
     Args:
@@ -117,8 +142,6 @@ class Parser(parser.Parser):
       center_type: 'mask' (centroid of the mask) or 'box' (box center).
       gaussian_min_overlap: IoU of CenterNet's Gaussian radius rule.
       gaussian_min_radius: smallest Gaussian radius in cells.
-      heatmap_ignore_fraction: heatmap cells with a larger fraction of void or
-        crowd pixels get weight 0.
       level_size_measure: 'sqrt_area' or 'box_side', see
         `targets.build_targets`.
       level_base_size: size boundary between the two finest levels at
@@ -134,7 +157,6 @@ class Parser(parser.Parser):
       eval_groundtruth_padded_size: [height, width] to which the original eval
         segment map is padded; defaults to `output_size`. Must hold the
         largest original image.
-      dtype: dtype of the output image ('float32', 'bfloat16', 'float16').
     """
     self._output_size = [int(s) for s in output_size]
     if len(self._output_size) != 2:
@@ -182,8 +204,7 @@ class Parser(parser.Parser):
         level_size_measure=level_size_measure,
         level_size_boundaries=targets.level_boundaries(
             max_level - min_level + 1, level_base_size, level_reference_size,
-            self._output_size),
-        heatmap_ignore_fraction=heatmap_ignore_fraction)
+            self._output_size))
     self._copy_paste_prob = copy_paste_prob
     self._copy_paste_options = dict(
         num_thing_classes=num_thing_classes,
@@ -195,12 +216,11 @@ class Parser(parser.Parser):
     self._max_segments = max_segments
     self._gt_padded_size = [
         int(s) for s in (eval_groundtruth_padded_size or self._output_size)]
-    self._dtype = tf.dtypes.as_dtype(dtype)
 
   def _build_labels(self, segment_map: tf.Tensor,
                     decoded: Dict[str, Any]) -> Dict[str, Any]:
     segment_map = tf.ensure_shape(segment_map, self._output_size)
-    return targets.build_targets(
+    return targets.describe_targets(
         segment_map, decoded[keys.SEGMENT_ID_LIST],
         decoded[keys.SEGMENT_CLASS_LIST], decoded[keys.SEGMENT_CROWD_LIST],
         **self._target_options)
@@ -208,15 +228,21 @@ class Parser(parser.Parser):
   def _resize(self, image: tf.Tensor, segment_map: tf.Tensor,
               scale_min: float,
               scale_max: float) -> Tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-    """Normalizes, resizes, crops and pads the image and segment map."""
-    image = preprocess_ops.normalize_image(image)
+    """Resizes, crops and pads the uint8 image and the segment map.
+
+    The bilinear resize runs in float32 on the mean-subtracted image, so the
+    zero padding of `resize_and_crop_image` becomes the mean pixel; the result
+    is rounded to uint8 (at most 0.5 / 255 from the float image).
+    """
+    mean = tf.constant(image_ops.MEAN_RGB, tf.float32)
     image, image_info = preprocess_ops.resize_and_crop_image(
-        image, self._output_size, self._output_size,
-        aug_scale_min=scale_min, aug_scale_max=scale_max)
+        tf.cast(image, tf.float32) - mean, self._output_size,
+        self._output_size, aug_scale_min=scale_min, aug_scale_max=scale_max)
     segment_map = transform_segment_map(segment_map, image_info,
                                         self._output_size)
-    image = tf.ensure_shape(image, self._output_size + [3])
-    return tf.cast(image, self._dtype), segment_map, image_info
+    image = tf.clip_by_value(tf.round(image + mean), 0.0, 255.0)
+    image = tf.ensure_shape(tf.cast(image, tf.uint8), self._output_size + [3])
+    return image, segment_map, image_info
 
   def _parse_train_data(
       self, decoded_tensors: Dict[str, Any]
@@ -228,8 +254,8 @@ class Parser(parser.Parser):
         `keys.COPY_PASTE_SOURCE`.
 
     Returns:
-      image: `dtype` [output_height, output_width, 3].
-      labels: dict with the training label keys of `keys.py`.
+      image: uint8 [output_height, output_width, 3].
+      labels: dict with the compact training label keys of `keys.py`.
     """
     decoded = dict(decoded_tensors)
     if self._copy_paste_prob > 0.0:
@@ -262,8 +288,8 @@ class Parser(parser.Parser):
       decoded_tensors: decoder output dict (see `keys.py`).
 
     Returns:
-      image: `dtype` [output_height, output_width, 3].
-      labels: the training labels plus `keys.GROUNDTRUTHS`.
+      image: uint8 [output_height, output_width, 3].
+      labels: the compact training labels plus `keys.GROUNDTRUTHS`.
     """
     decoded = decoded_tensors
     original_map = tf.cast(decoded[keys.SEGMENT_MAP], tf.int32)
@@ -320,5 +346,5 @@ class Parser(parser.Parser):
                                           tf.int32, keys.VOID_CLASS),
         keys.GT_SEGMENT_IS_CROWD: pad_list(decoded[keys.SEGMENT_CROWD_LIST],
                                            tf.bool, False),
-        keys.SOURCE_ID: source_id,
+        keys.GT_SOURCE_ID: source_id_bytes(source_id),
     }

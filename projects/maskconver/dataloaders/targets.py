@@ -1,4 +1,10 @@
-"""Pure TF ops that turn a panoptic segment map into MaskConver targets.
+"""Host-side ops: a segment map -> the compact description of its targets.
+
+The input pipeline sends, per example, a few small tensors that describe the
+MaskConver targets; the train and validation steps expand them into dense
+heatmaps, masks and weights on the device (`maskconver.ops.target_ops`).
+Per example at 1280x1280 with K = 256 this is 0.23 MB instead of the 45 MB of
+dense float32 heatmaps and K masks.
 
 Conventions used by every function here:
 
@@ -10,12 +16,17 @@ Conventions used by every function here:
 * Targets: one per non-crowd thing segment, and one per stuff CLASS present
   (all non-crowd segments of that class merged). Void pixels (segment id 0,
   ids missing from the segment list, or segments with class `VOID_CLASS`) and
-  crowd pixels are never part of a target.
-* When there are more candidates than `max_instances`, things come before
-  stuff and, within each group, larger masks (more pixels) come first; ties
-  keep list order. Pixels of dropped candidates are ignored by the heatmap
-  loss (their centers are not negatives) but still count as background for
-  the kept masks.
+  crowd pixels are never part of a target and are ignored by the losses.
+  Padding pixels (`keys.PADDING_SEGMENT_ID`, the canvas around a scaled
+  image) are background: negatives for the heatmaps and the masks.
+* Drop policy, when an image has more candidates than `max_instances` (K):
+  every stuff class is kept (there are at most `num_classes -
+  num_thing_classes` of them, fewer than K in every recipe), then things by
+  decreasing area; ties keep list order. Pixels of dropped things are ignored
+  by the heatmap loss (their centers are not negatives) but count as
+  background for the kept masks.
+* Slot order: kept things by decreasing area, then kept stuff by decreasing
+  area.
 """
 
 import math
@@ -124,61 +135,20 @@ def level_boundaries(num_levels: int, base_size: float, reference_size: float,
   return [base_size * (2.0**i) * scale for i in range(num_levels - 1)]
 
 
-def draw_gaussians(cells: tf.Tensor, radii: tf.Tensor, classes: tf.Tensor,
-                   mask: tf.Tensor, grid_size: Sequence[int],
-                   num_classes: int) -> tf.Tensor:
-  """Draws one truncated Gaussian per center, CenterNet style.
-
-  For a center in cell `(cy, cx)` with integer radius `r`, cell `(y, x)` gets
-  `exp(-((y - cy)**2 + (x - cx)**2) / (2 * sigma**2))` with
-  `sigma = (2 * r + 1) / 6` when `|y - cy| <= r` and `|x - cx| <= r`, else 0.
-  The center cell gets exactly 1.0; `r = 0` gives a single 1.0 peak.
-  Overlapping Gaussians of one class combine by maximum.
-
-  Args:
-    cells: int32 [k, 2], (y, x) center cells.
-    radii: int32 [k], Gaussian radii in cells (>= 0).
-    classes: int32 [k], class channel of each center.
-    mask: bool [k], which centers to draw.
-    grid_size: (height, width) of the heatmap.
-    num_classes: number of class channels.
-
-  Returns:
-    float32 [height, width, num_classes].
-  """
-  height, width = grid_size
-  cells = tf.cast(cells, tf.float32)
-  radii = tf.cast(radii, tf.float32)
-  sigma = (2.0 * radii + 1.0) / 6.0
-  denominator = (2.0 * sigma * sigma)[:, tf.newaxis]
-
-  def profile(size, center):
-    delta = tf.range(size, dtype=tf.float32)[tf.newaxis] - center[:, tf.newaxis]
-    inside = tf.abs(delta) <= radii[:, tf.newaxis]
-    return tf.where(inside, tf.exp(-delta * delta / denominator), 0.0)
-
-  rows = profile(height, cells[:, 0])
-  cols = profile(width, cells[:, 1])
-  gaussians = rows[:, :, tf.newaxis] * cols[:, tf.newaxis, :]
-  channel = tf.where(mask, tf.cast(classes, tf.int32), num_classes)
-  heatmap = tf.math.unsorted_segment_max(
-      tf.reshape(gaussians, [-1, height * width]), channel, num_classes + 1)
-  heatmap = tf.maximum(heatmap[:num_classes], 0.0)
-  return tf.transpose(tf.reshape(heatmap, [num_classes, height, width]),
-                      [1, 2, 0])
-
-
 def _candidate_map(segment_map, segment_ids, segment_classes,
                    segment_is_crowd, num_classes, num_thing_classes):
-  """Per-pixel candidate target, see `build_targets`.
+  """Per-pixel candidate target, see `describe_targets`.
 
   Candidates `0 .. n - 1` are the thing segments, `n .. n + num_stuff - 1` the
-  stuff classes, and `n + num_stuff` collects void and crowd pixels.
+  stuff classes; bucket `n + num_stuff` collects void and crowd pixels and
+  bucket `n + num_stuff + 1` padding pixels.
   """
   segment_classes = tf.cast(segment_classes, tf.int32)
   tf.debugging.assert_less(
       segment_classes, num_classes,
-      message=f'segment class ids must be < num_classes={num_classes}')
+      message=f'segment class ids must be < num_classes={num_classes} '
+      '(task.model.num_classes): the records were converted with a label map '
+      'of more classes than the model has')
   num_segments = tf.shape(segment_ids)[0]
   num_candidates = num_segments + (num_classes - num_thing_classes)
   is_thing = segment_classes < num_thing_classes
@@ -195,12 +165,15 @@ def _candidate_map(segment_map, segment_ids, segment_classes,
       candidate, tf.where(distinct_index >= 0, distinct_index, num_segments))
   pixel_candidate = tf.reshape(tf.gather(distinct_candidate, pixel_distinct),
                                tf.shape(segment_map))
-  # One entry per candidate plus the void/crowd bucket (class 0, stuff).
+  pixel_candidate = tf.where(
+      tf.equal(tf.cast(segment_map, tf.int32), keys.PADDING_SEGMENT_ID),
+      num_candidates + 1, pixel_candidate)
+  # One entry per candidate plus the void/crowd and padding buckets.
   candidate_class = tf.concat([
       tf.where(is_thing, segment_classes, 0),
-      tf.range(num_thing_classes, num_classes), [0]
+      tf.range(num_thing_classes, num_classes), [0, 0]
   ], axis=0)
-  candidate_is_thing = tf.range(num_candidates + 1) < num_segments
+  candidate_is_thing = tf.range(num_candidates + 2) < num_segments
   return pixel_candidate, num_candidates, candidate_class, candidate_is_thing
 
 
@@ -236,25 +209,34 @@ def _candidate_statistics(pixel_candidate: tf.Tensor, buckets: tf.Tensor):
   return area, y_sum, x_sum, y_min, y_max, x_min, x_max
 
 
-def build_targets(segment_map: tf.Tensor,
-                  segment_ids: tf.Tensor,
-                  segment_classes: tf.Tensor,
-                  segment_is_crowd: tf.Tensor,
-                  *,
-                  num_classes: int,
-                  num_thing_classes: int,
-                  max_instances: int,
-                  min_level: int,
-                  max_level: int,
-                  mask_stride: int = 4,
-                  center_type: str = 'mask',
-                  gaussian_min_overlap: float = 0.7,
-                  gaussian_min_radius: int = 0,
-                  level_size_measure: str = 'sqrt_area',
-                  level_size_boundaries: Sequence[float] = (),
-                  heatmap_ignore_fraction: float = 0.5
-                  ) -> Dict[str, tf.Tensor]:
-  """Builds MaskConver training targets from a segment map.
+def slot_map_dtype(max_instances: int) -> tf.DType:
+  """Smallest dtype of a slot map holding 0 .. max_instances + 1."""
+  return tf.uint8 if max_instances + 1 <= 255 else tf.int16
+
+
+def ignore_count_dtype(min_level: int) -> tf.DType:
+  """Smallest dtype of a count of up to `4**min_level` pixels."""
+  return tf.uint8 if 4**min_level <= 255 else tf.int16
+
+
+def describe_targets(segment_map: tf.Tensor,
+                     segment_ids: tf.Tensor,
+                     segment_classes: tf.Tensor,
+                     segment_is_crowd: tf.Tensor,
+                     *,
+                     num_classes: int,
+                     num_thing_classes: int,
+                     max_instances: int,
+                     min_level: int,
+                     max_level: int,
+                     mask_stride: int = 4,
+                     center_type: str = 'mask',
+                     gaussian_min_overlap: float = 0.7,
+                     gaussian_min_radius: int = 0,
+                     level_size_measure: str = 'sqrt_area',
+                     level_size_boundaries: Sequence[float] = ()
+                     ) -> Dict[str, tf.Tensor]:
+  """The compact description of an image's MaskConver targets.
 
   Centers: `center_type='mask'` is the centroid of the target's pixel centres
   (things and stuff alike); `'box'` the center of its pixel bounding box.
@@ -262,19 +244,17 @@ def build_targets(segment_map: tf.Tensor,
   `'box_side'`: longer bounding-box side) is compared with
   `level_size_boundaries` (`max_level - min_level` increasing values, see
   `level_boundaries`); level = `min_level + number of boundaries <= size`.
-  Heatmaps: see `draw_gaussians`; the radius is
-  `max(gaussian_min_radius, floor(gaussian_radius(box_h / s, box_w / s)))` on
-  the target's bounding box measured in cells of its level (stride `s`).
-  Heatmap weights: a cell is 0 when more than `heatmap_ignore_fraction` of its
-  pixels are void, crowd or belong to a dropped candidate, except cells that
-  hold a kept center, which are always 1.
-  Masks and mask weights sample the segment map at pixel `(s * i + s // 2,
-  s * j + s // 2)` for mask cell `(i, j)` with `s = mask_stride` (nearest
-  sampling at the cell centre); mask weights are 0 on void and crowd.
+  Gaussian radius: `max(gaussian_min_radius, floor(gaussian_radius(box_h / s,
+  box_w / s)))` on the target's bounding box in cells of its level (stride
+  `s`). The slot map samples the segment map at pixel `(s * i + s // 2,
+  s * j + s // 2)` for mask cell `(i, j)` with `s = mask_stride`.
+  `maskconver.ops.target_ops.dense_targets` expands this into heatmaps,
+  heatmap weights, masks and mask weights.
 
   Args:
-    segment_map: int32 [height, width], COCO segment ids (0 = void); height and
-      width must be multiples of `2**max_level` and of `mask_stride`.
+    segment_map: int32 [height, width], COCO segment ids (0 = void,
+      `keys.PADDING_SEGMENT_ID` = padding); height and width must be
+      multiples of `2**max_level` and of `mask_stride`.
     segment_ids: int32 [n], ids of the listed segments (unique).
     segment_classes: int32 [n], training class ids (things first).
     segment_is_crowd: bool [n].
@@ -289,13 +269,18 @@ def build_targets(segment_map: tf.Tensor,
     gaussian_min_radius: smallest Gaussian radius in cells.
     level_size_measure: 'sqrt_area' or 'box_side'.
     level_size_boundaries: `max_level - min_level` sizes in pixels.
-    heatmap_ignore_fraction: ignored-pixel fraction above which a heatmap cell
-      gets weight 0.
 
   Returns:
-    A dict with the `keys.py` training label keys. Padded slots have VALID 0,
-    CLASSES 0, IS_THING False, CENTERS (0, 0), CENTER_INDICES 0, LEVELS
-    `min_level` and all-zero MASKS.
+    A dict with, per example:
+      SLOT_MAP: `slot_map_dtype(K)` [height / mask_stride, width /
+        mask_stride]: `k + 1` on pixels of target slot k, 0 on background
+        (padding, dropped targets), K + 1 on void and crowd.
+      HEATMAP_IGNORE_COUNT: `ignore_count_dtype(min_level)` [height /
+        2**min_level, width / 2**min_level], pixels of each min_level cell
+        that the heatmap loss ignores (void, crowd, dropped targets).
+      CLASSES, LEVELS, GAUSSIAN_RADII: int32 [K]; CENTERS: float32 [K, 2];
+      NUM_INSTANCES: int32 []. Padded slots have class 0, center (0, 0),
+      level `min_level`, radius 0.
   """
   if center_type not in CENTER_TYPES:
     raise ValueError(f'center_type must be one of {CENTER_TYPES}, got '
@@ -316,19 +301,26 @@ def build_targets(segment_map: tf.Tensor,
   pixel_candidate, num_candidates, candidate_class, candidate_is_thing = (
       _candidate_map(segment_map, segment_ids, segment_classes,
                      segment_is_crowd, num_classes, num_thing_classes))
-  buckets = num_candidates + 1
+  buckets = num_candidates + 2
   stats = _candidate_statistics(pixel_candidate, buckets)
   area, y_sum, x_sum, y_min, y_max, x_min, x_max = stats
   valid_candidate = tf.logical_and(area > 0,
                                    tf.range(buckets) < num_candidates)
+  area64 = tf.cast(area, tf.int64)
+  big = height * width + 1
 
-  # Things first, then larger masks; ties keep the candidate order.
-  tier = tf.where(valid_candidate, tf.where(candidate_is_thing, 2, 1), 0)
-  rank_key = (tf.cast(tier, tf.int64) * (height * width + 1) +
-              tf.cast(area, tf.int64))
-  order = tf.argsort(rank_key, direction='DESCENDING', stable=True)
+  # Which candidates are kept: stuff first, then the largest things.
+  keep_tier = tf.where(valid_candidate, tf.where(candidate_is_thing, 1, 2), 0)
+  keep_order = tf.argsort(tf.cast(keep_tier, tf.int64) * big + area64,
+                          direction='DESCENDING', stable=True)
   num_instances = tf.minimum(
       tf.reduce_sum(tf.cast(valid_candidate, tf.int32)), k)
+  kept = tf.scatter_nd(keep_order[:num_instances, tf.newaxis],
+                       tf.ones([num_instances], tf.bool), [buckets])
+  # Slot order of the kept ones: things first, then larger masks.
+  slot_tier = tf.where(kept, tf.where(candidate_is_thing, 2, 1), 0)
+  order = tf.argsort(tf.cast(slot_tier, tf.int64) * big + area64,
+                     direction='DESCENDING', stable=True)
   order = tf.pad(order[:num_instances], [[0, k - num_instances]])
   valid = tf.range(k) < num_instances
   slot_of_candidate = tf.tensor_scatter_nd_update(
@@ -362,80 +354,62 @@ def build_targets(segment_map: tf.Tensor,
     level_index += tf.cast(size >= boundary, tf.int32)
   level_index = tf.where(valid, level_index, 0)
   levels = min_level + level_index
-
+  stride = tf.cast(2**levels, tf.float32)
+  radius = tf.floor(gaussian_radius(box_h / stride, box_w / stride,
+                                    gaussian_min_overlap))
+  radius = tf.maximum(tf.cast(radius, tf.int32), gaussian_min_radius)
+  radius = tf.where(valid, radius, 0)
   classes = tf.where(valid, take(candidate_class), 0)
-  is_thing = tf.logical_and(valid, take(candidate_is_thing))
 
   # Pixels the heatmap loss ignores: void, crowd and dropped candidates.
   ignored_bucket = tf.logical_or(
       tf.logical_and(valid_candidate, slot_of_candidate < 0),
       tf.equal(tf.range(buckets), num_candidates))
-  heatmap_ignore = tf.gather(tf.cast(ignored_bucket, tf.float32),
-                             pixel_candidate)
-
-  heatmaps, heatmap_weights = {}, {}
-  center_indices = tf.zeros([k], tf.int32)
-  offset = 0
-  for level in range(min_level, max_level + 1):
-    stride = 2**level
-    grid_h, grid_w = height // stride, width // stride
-    cells = tf.cast(tf.floor(centers / float(stride)), tf.int32)
-    cells = tf.minimum(tf.maximum(cells, 0), [grid_h - 1, grid_w - 1])
-    radius = tf.floor(gaussian_radius(box_h / stride, box_w / stride,
-                                      gaussian_min_overlap))
-    radius = tf.maximum(tf.cast(radius, tf.int32), gaussian_min_radius)
-    at_level = tf.logical_and(valid, tf.equal(levels, level))
-    heatmaps[str(level)] = draw_gaussians(cells, radius, classes, at_level,
-                                          (grid_h, grid_w), num_classes)
-    # Ignored fraction per cell; coarser levels average 2x2 finer cells.
-    if level == min_level:
-      fraction = tf.reduce_mean(
-          tf.reshape(heatmap_ignore, [grid_h, stride, grid_w, stride]),
-          axis=[1, 3])
-    else:
-      fraction = tf.reduce_mean(
-          tf.reshape(fraction, [grid_h, 2, grid_w, 2]), axis=[1, 3])
-    weight = tf.cast(fraction <= heatmap_ignore_fraction, tf.float32)
-    heatmap_weights[str(level)] = tf.tensor_scatter_nd_max(
-        weight, cells, tf.cast(at_level, tf.float32))
-    center_indices = tf.where(
-        at_level, offset + cells[:, 0] * grid_w + cells[:, 1], center_indices)
-    offset += grid_h * grid_w
+  ignored = tf.gather(tf.cast(ignored_bucket, tf.int32), pixel_candidate)
+  cell = 2**min_level
+  ignore_count = tf.reduce_sum(
+      tf.reshape(ignored, [height // cell, cell, width // cell, cell]),
+      axis=[1, 3])
 
   half = mask_stride // 2
   sampled = pixel_candidate[half::mask_stride, half::mask_stride]
-  slot_map = tf.gather(slot_of_candidate, sampled)
-  masks = tf.cast(
-      tf.equal(slot_map[tf.newaxis], tf.range(k)[:, tf.newaxis, tf.newaxis]),
-      tf.uint8)
-  mask_weights = tf.cast(tf.not_equal(sampled, num_candidates), tf.float32)
+  slot_map = tf.where(tf.equal(sampled, num_candidates), k + 1,
+                      tf.gather(slot_of_candidate, sampled) + 1)
 
   return {
-      keys.CENTER_HEATMAPS: heatmaps,
-      keys.HEATMAP_WEIGHTS: heatmap_weights,
-      keys.MASKS: masks,
-      keys.MASK_WEIGHTS: mask_weights,
+      keys.SLOT_MAP: tf.cast(slot_map, slot_map_dtype(k)),
+      keys.HEATMAP_IGNORE_COUNT: tf.cast(ignore_count,
+                                         ignore_count_dtype(min_level)),
       keys.CLASSES: classes,
-      keys.CENTER_INDICES: center_indices,
       keys.CENTERS: centers,
       keys.LEVELS: levels,
-      keys.IS_THING: is_thing,
-      keys.VALID: tf.cast(valid, tf.float32),
+      keys.GAUSSIAN_RADII: radius,
       keys.NUM_INSTANCES: num_instances,
   }
 
 
-def label_bytes(output_size: Sequence[int], min_level: int, max_level: int,
-                num_classes: int, max_instances: int,
-                mask_stride: int = 4) -> int:
-  """Bytes of one example's training labels as built by `build_targets`."""
+def label_bytes(output_size: Sequence[int], min_level: int,
+                max_instances: int, mask_stride: int = 4) -> int:
+  """Bytes of one example's training labels as `describe_targets` makes them.
+
+  Args:
+    output_size: [height, width] of the network input.
+    min_level: finest head level.
+    max_instances: target slots K.
+    mask_stride: stride of the mask targets.
+
+  Returns:
+    Slot map + ignore counts + per-slot vectors (class, level, radius: int32;
+    center: 2 float32) + the instance count.
+  """
   height, width = output_size
-  cells = sum((height // 2**l) * (width // 2**l)
-              for l in range(min_level, max_level + 1))
-  mask_cells = (height // mask_stride) * (width // mask_stride)
-  per_instance = 4 + 4 + 8 + 4 + 1 + 4  # class, index, center, level, thing, valid
-  return (cells * num_classes * 4 + cells * 4 + max_instances * mask_cells +
-          mask_cells * 4 + max_instances * per_instance + 4)
+  slot_map = ((height // mask_stride) * (width // mask_stride) *
+              slot_map_dtype(max_instances).size)
+  cell = 2**min_level
+  ignore = ((height // cell) * (width // cell) *
+            ignore_count_dtype(min_level).size)
+  per_instance = 4 + 4 + 4 + 8
+  return slot_map + ignore + max_instances * per_instance + 4
 
 
 def validate_level_grid(output_size: Sequence[int], max_level: int,

@@ -20,8 +20,10 @@ evaluates a pair of COCO panoptic folders + JSON files.
 
 import collections
 import os
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
+from typing import (Any, Callable, Dict, List, Mapping, Optional, Sequence,
+                    Union)
 
+from absl import logging
 import numpy as np
 
 from maskconver import keys
@@ -33,6 +35,7 @@ PanopticFormatError = coco_panoptic_io.PanopticFormatError
 _OFFSET = keys.LABEL_BASE**3
 _MATCH_IOU = 0.5
 _IGNORE_FRACTION = 0.5
+_MAX_LISTED_IMAGES = 10
 
 CategoriesLike = Union[Sequence[Mapping[str, Any]], Mapping[int, Mapping[str,
                                                                           Any]]]
@@ -372,8 +375,12 @@ def evaluate_coco_panoptic(
     gt_folder: str,
     pred_json: str,
     pred_folder: str,
-    categories: Optional[CategoriesLike] = None) -> Dict[str, Any]:
+    categories: Optional[CategoriesLike] = None,
+    warn: Optional[Callable[[str], None]] = None) -> Dict[str, Any]:
   """Evaluates COCO panoptic predictions against COCO panoptic ground truth.
+
+  Predictions of images absent from the ground truth are ignored, as
+  panopticapi's `pq_compute` ignores them, with a warning naming them.
 
   Args:
     gt_json: path to the ground-truth JSON (`annotations`, `categories`).
@@ -382,16 +389,19 @@ def evaluate_coco_panoptic(
       format: `image_id`, `file_name`, `segments_info`).
     pred_folder: folder of the predicted PNGs.
     categories: the categories to evaluate; default: those of `gt_json`.
+    warn: receives each warning; default: absl `logging.warning`.
 
   Returns:
     The dict of `PanopticQuality.result()`.
 
   Raises:
-    PanopticFormatError: naming the file, for a missing or unreadable file, a
-      prediction of an image absent from the ground truth, a ground-truth
-      image without prediction, a segment id listed in a JSON but absent from
-      its PNG or the reverse, or an unknown category id.
+    PanopticFormatError: naming the file and the image, for a missing or
+      unreadable file, an image predicted twice, a ground-truth image without
+      prediction, a segment id listed in a JSON but absent from its PNG or
+      the reverse (naming the segment), PNGs of different sizes, or an
+      unknown category id.
   """
+  warn = warn or logging.warning
   gt_data = coco_panoptic_io.load_json(gt_json)
   pred_data = coco_panoptic_io.load_json(pred_json)
   if categories is None:
@@ -407,15 +417,22 @@ def evaluate_coco_panoptic(
   for annotation in gt_annotations:
     gt_image_ids.add(_annotation_field(annotation, 'image_id', gt_json))
   pred_by_image = {}
+  not_in_gt = []
   for annotation in _annotations_of(pred_data, pred_json):
     image_id = _annotation_field(annotation, 'image_id', pred_json)
     if image_id not in gt_image_ids:
-      raise PanopticFormatError(
-          f'{pred_json}: image_id {image_id!r} is not an image of {gt_json}')
+      not_in_gt.append(image_id)
+      continue
     if image_id in pred_by_image:
       raise PanopticFormatError(
           f'{pred_json}: image_id {image_id!r} is predicted twice')
     pred_by_image[image_id] = annotation
+  if not_in_gt:
+    listed = ', '.join(repr(i) for i in not_in_gt[:_MAX_LISTED_IMAGES])
+    more = len(not_in_gt) - _MAX_LISTED_IMAGES
+    listed += f', ... {more} more' if more > 0 else ''
+    warn(f'{pred_json}: ignored the predictions of {len(not_in_gt)} image(s) '
+         f'absent from {gt_json}, as panopticapi does: image_id {listed}')
 
   pq = PanopticQuality(categories)
   for gt_annotation in gt_annotations:

@@ -7,6 +7,13 @@ value `R + 256 * G + 256**2 * B` is a segment id (0 = void), and at the end
 `bbox`). The official evaluator, `maskconver.tools.evaluate_pq` and any
 panopticapi-compatible tool read the result.
 
+Image file names may have sub-folders (`city/a/0001.jpg` ->
+`panoptic/city/a/0001.png`). Whatever the name (it may come from a record's
+source id), files are only written inside `<output_dir>`: empty, `.` and
+`..` components and leading separators are dropped or replaced (`..` becomes
+`__`), and the annotation's `file_name` records the PNG's actual relative
+path, so evaluators find it.
+
 Predictions come at the model's (padded) input resolution; the writer crops
 the padding away and resizes back to the original image with nearest
 neighbour, given Model Garden's `image_info` or the original size, and maps
@@ -34,6 +41,30 @@ def _normalize_image_id(image_id: ImageId) -> Union[int, str]:
     return int(image_id)
   image_id = str(image_id)
   return int(image_id) if image_id.isdigit() else image_id
+
+
+def png_file_name(file_name: str) -> str:
+  """The PNG path, relative to the PNG folder, of an image file name.
+
+  Args:
+    file_name: the image's file name, possibly with sub-folders ('/' or
+      '\\'), from any source.
+
+  Returns:
+    `<file name without extension>.png`, a relative path that stays inside
+    the PNG folder whatever `file_name` is.
+
+  Raises:
+    ValueError: if nothing of the name is left.
+  """
+  parts = [p for p in file_name.replace('\\', '/').split('/')
+           if p not in ('', '.')]
+  parts = ['__' if p == '..' else p for p in parts]
+  if not parts:
+    raise ValueError(f'file_name {file_name!r} names no file')
+  stem, _ = os.path.splitext(parts[-1])
+  parts[-1] = (stem or parts[-1]) + '.png'
+  return '/'.join(parts)
 
 
 def _source_rows(size: int, scaled: float, offset: float,
@@ -92,9 +123,11 @@ def resize_to_original(label_map: np.ndarray,
     raise ValueError(f'original size must be 2 positive ints, got {original}')
   rows, rows_inside = _source_rows(original[0], scaled[0], offset[0], height)
   cols, cols_inside = _source_rows(original[1], scaled[1], offset[1], width)
+  # Filled in place: no full-size temporary besides the result.
   resized = label_map[rows[:, None], cols[None, :]]
-  return np.where(rows_inside[:, None] & cols_inside[None, :], resized,
-                  fill_value)
+  resized[~rows_inside] = fill_value
+  resized[:, ~cols_inside] = fill_value
+  return resized
 
 
 class PanopticPredictionWriter:
@@ -125,6 +158,8 @@ class PanopticPredictionWriter:
     os.makedirs(self._png_dir, exist_ok=True)
     self._annotations = []
     self._image_ids = set()
+    # PNG path -> the image id written there.
+    self._png_owners = {}
 
   @property
   def png_dir(self) -> str:
@@ -155,11 +190,17 @@ class PanopticPredictionWriter:
     image_id = _normalize_image_id(image_id)
     if image_id in self._image_ids:
       raise ValueError(f'image_id {image_id!r} was already written')
-    if os.path.basename(file_name) != file_name or not file_name:
-      raise ValueError(f'file_name {file_name!r} must be a bare file name')
-    png_name = os.path.splitext(file_name)[0] + '.png'
-    coco_panoptic_io.write_segment_map(
-        os.path.join(self._png_dir, png_name), segment_map)
+    png_name = png_file_name(file_name)
+    if png_name in self._png_owners:
+      raise ValueError(
+          f'image {image_id!r} (file_name {file_name!r}) and image '
+          f'{self._png_owners[png_name]!r} both map to the prediction '
+          f'{png_name}; image file names must differ by more than their '
+          'extension')
+    png_path = os.path.join(self._png_dir, *png_name.split('/'))
+    os.makedirs(os.path.dirname(png_path), exist_ok=True)
+    coco_panoptic_io.write_segment_map(png_path, segment_map)
+    self._png_owners[png_name] = image_id
     annotation = {
         'image_id': image_id,
         'file_name': png_name,
@@ -183,7 +224,8 @@ class PanopticPredictionWriter:
     Args:
       image_id: the dataset's image id (bytes are decoded, digit strings
         become ints as COCO's ids are).
-      file_name: image file name; the PNG is named after its stem.
+      file_name: image file name, possibly with sub-folders; the PNG is
+        named after it (see `png_file_name`).
       category_mask: int [height, width] training class ids, VOID_CLASS for
         void.
       instance_mask: int [height, width], 1 .. n per thing instance, 0 for
@@ -233,7 +275,8 @@ class PanopticPredictionWriter:
 
     Args:
       image_id: the dataset's image id (see `add_category_instance`).
-      file_name: image file name; the PNG is named after its stem.
+      file_name: image file name, possibly with sub-folders; the PNG is
+        named after it (see `png_file_name`).
       segment_map: int [height, width], segment index + 1, 0 = void
         (`keys.PANOPTIC_SEGMENT_MAP`).
       segment_classes: int [num_segments], training class of each segment
@@ -246,23 +289,28 @@ class PanopticPredictionWriter:
       The COCO annotation written; its segment ids are 1 .. n in segment
       index order.
     """
-    segment_map = np.asarray(segment_map).astype(np.int64)
+    # int32 at full resolution (segment indices are < 2**31): with one
+    # temporary of that size at a time, memory stays a few bytes per pixel.
+    segment_map = np.asarray(segment_map).astype(np.int32)
     segment_classes = np.asarray(segment_classes).astype(np.int64).reshape(-1)
     if segment_map.ndim != 2:
       raise ValueError(f'image {image_id!r}: segment_map must be [h, w], got '
                        f'{segment_map.shape}')
-    segment_map = resize_to_original(segment_map, image_info, original_size, 0)
-    present = np.unique(segment_map)
-    present = present[present != 0]
-    if present.size and (present.min() < 0 or
-                         present.max() > segment_classes.size):
+    low, high = (int(segment_map.min(initial=0)),
+                 int(segment_map.max(initial=0)))
+    if low < 0 or high > segment_classes.size:
       raise ValueError(
           f'image {image_id!r}: segment_map values must lie in [0, '
-          f'{segment_classes.size}], got [{present.min()}, {present.max()}]')
+          f'{segment_classes.size}], got [{low}, {high}]')
+    segment_map = resize_to_original(segment_map, image_info, original_size, 0)
+    # Segments too small to survive the resize are not predicted.
+    counts = np.bincount(segment_map.reshape(-1),
+                         minlength=segment_classes.size + 1)
+    present = np.flatnonzero(counts[1:]) + 1
     classes = segment_classes[present - 1]
     self._check_classes(classes, 'a segment of segment_map',
                         f'image {image_id!r}')
-    lookup = np.zeros(segment_classes.size + 1, np.int64)
+    lookup = np.zeros(segment_classes.size + 1, np.int32)
     lookup[present] = np.arange(1, present.size + 1)
     return self._write(image_id, file_name, lookup[segment_map],
                        classes.tolist())

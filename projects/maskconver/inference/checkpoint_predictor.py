@@ -2,7 +2,9 @@
 
 The model comes from a registered experiment (plus YAML files and overrides,
 as in training) and its weights from a checkpoint written by Model Garden's
-trainer, which stores the model under the key 'model'. Images are
+trainer, which stores the model under the key 'model': the moving-average
+(EMA) weights when the training kept them, as evaluation uses them, unless
+`use_ema=False` (see `experiment_loading.restore_model_weights`). Images are
 pre-processed like the evaluation parser; the panoptic merge runs at the
 model input size and the maps are mapped back to the image.
 """
@@ -27,13 +29,15 @@ class CheckpointPredictor(predictor.Predictor):
   """A `Predictor` built from an experiment and a checkpoint."""
 
   def __init__(self, params: cfg.ExperimentConfig, checkpoint_path: str,
-               score_threshold: Optional[float] = None):
+               score_threshold: Optional[float] = None,
+               use_ema: bool = True):
     """Builds the model and restores its weights.
 
     Args:
       params: the experiment config (see `experiment_loading.load_experiment`).
       checkpoint_path: a checkpoint prefix, or a folder (its latest).
       score_threshold: overrides the post-processor's score threshold.
+      use_ema: use the moving-average weights when the checkpoint has them.
 
     Raises:
       ValueError: if there is no checkpoint or it does not hold this model.
@@ -47,15 +51,9 @@ class CheckpointPredictor(predictor.Predictor):
     self._model = factory.build_maskconver_model(
         tf_keras.layers.InputSpec(shape=[None] + self._input_size + [3]),
         model_config)
-    self._checkpoint_path = experiment_loading.resolve_checkpoint(checkpoint_path)
-    try:
-      status = tf.train.Checkpoint(model=self._model).read(
-          self._checkpoint_path)
-      status.expect_partial().assert_existing_objects_matched()
-    except (AssertionError, ValueError, tf.errors.OpError) as e:
-      raise ValueError(
-          f'{self._checkpoint_path}: the checkpoint does not match the model '
-          f'of the experiment ({str(e)[:500]})') from e
+    self._restored = experiment_loading.restore_model_weights(
+        self._model, checkpoint_path, use_ema=use_ema)
+    self._checkpoint_path = self._restored.checkpoint_path
     self._postprocessor = maskconver_task.build_postprocessor(model_config)
     self._function = tf.function(
         self._run, input_signature=[
@@ -73,7 +71,12 @@ class CheckpointPredictor(predictor.Predictor):
 
   @property
   def description(self) -> str:
-    return f'checkpoint {self._checkpoint_path}'
+    return f'checkpoint: {self._restored.description}'
+
+  @property
+  def restored_weights(self) -> experiment_loading.RestoredWeights:
+    """Which weights the model holds (EMA or raw, from which file)."""
+    return self._restored
 
   @property
   def input_size(self):

@@ -43,6 +43,8 @@ class DemoOptions:
     max_frames: frames per video at most; None for all.
     frame_overlays: write an overlay PNG per video frame too.
     progress: show tqdm progress bars.
+    max_image_pixels: refuse larger images (checked on the file header,
+      before decoding); None keeps Pillow's limit (about 179 MP).
   """
   score_threshold: Optional[float] = None
   alpha: float = overlay.DEFAULT_ALPHA
@@ -51,6 +53,7 @@ class DemoOptions:
   max_frames: Optional[int] = None
   frame_overlays: bool = False
   progress: bool = True
+  max_image_pixels: Optional[int] = None
 
 
 @dataclasses.dataclass
@@ -164,6 +167,16 @@ class _Runner:
         is_thing=classes.is_thing)
     self.summary = DemoSummary()
 
+  def _output_path(self, name: str, suffix: str) -> str:
+    """`<output_dir>/<name><suffix>`, creating the name's sub-folders.
+
+    Names come from `media_inputs` (relative paths without '..'), so the
+    path is inside the output folder.
+    """
+    path = os.path.join(self._output_dir, *f'{name}{suffix}'.split('/'))
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    return path
+
   def _fail(self, where: str, error: Exception) -> None:
     reason = f'{type(error).__name__}: {error}'
     self.summary.failures.append((where, reason))
@@ -182,9 +195,10 @@ class _Runner:
     return prediction
 
   def process_image(self, item: media_inputs.InputFile) -> None:
-    image = image_loading.load_image(item.path)
+    image = image_loading.load_image(
+        item.path, max_pixels=self._options.max_image_pixels)
     prediction = self._predict_and_write(item.name, image)
-    _save_png(os.path.join(self._output_dir, f'{item.name}_overlay.png'),
+    _save_png(self._output_path(item.name, '_overlay.png'),
               render_prediction(image, prediction, self._classes,
                                 self._options))
     self.summary.processed.append(item.name)
@@ -197,7 +211,7 @@ class _Runner:
       total = min(total, options.max_frames)
     # Every frame of the video gets the same legend width, hence one size.
     legend_width = None
-    video_path = os.path.join(self._output_dir, f'{item.name}_overlay.mp4')
+    video_path = self._output_path(item.name, '_overlay.mp4')
     video = None
     frame_size = None
     bar = tqdm.tqdm(total=total, desc=item.name, unit='frame', leave=False,
@@ -235,7 +249,7 @@ class _Runner:
         canvas[:rows, :cols] = drawn[:rows, :cols]
         video.write(cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR))
         if options.frame_overlays:
-          _save_png(os.path.join(self._output_dir, f'{name}_overlay.png'),
+          _save_png(self._output_path(name, '_overlay.png'),
                     drawn)
         self.summary.processed.append(name)
     finally:

@@ -6,9 +6,15 @@ so the array is upright as viewers show it), grayscale, gray + alpha, RGBA
 16-bit and 32-bit integer PNG / TIFF (scaled to 8 bits) and float TIFF.
 Anything else, or a file Pillow cannot decode, raises `ImageLoadError`
 naming the file.
+
+Size is checked from the file header, before any pixel is decoded: a small
+file declaring a huge image (a decompression bomb) costs no memory. The
+limit is Pillow's own (`2 * Image.MAX_IMAGE_PIXELS`, about 179 MP) or a
+lower `max_pixels`.
 """
 
 import os
+from typing import Optional
 import warnings
 
 import numpy as np
@@ -80,11 +86,13 @@ def to_rgb_array(image: Image.Image, path: str = '<image>') -> np.ndarray:
   return array
 
 
-def load_image(path: str) -> np.ndarray:
+def load_image(path: str, max_pixels: Optional[int] = None) -> np.ndarray:
   """Reads an image file upright, as uint8 RGB.
 
   Args:
     path: an image file Pillow can decode (JPEG, PNG, BMP, GIF, TIFF, WebP).
+    max_pixels: refuse images of more pixels (height * width, from the
+      header); None keeps Pillow's limit.
 
   Returns:
     uint8 [height, width, 3], with the EXIF orientation applied.
@@ -102,6 +110,12 @@ def load_image(path: str) -> np.ndarray:
       # Large photos (> 89 MP) are legitimate; Pillow still refuses > 179 MP.
       warnings.simplefilter('ignore', Image.DecompressionBombWarning)
       with Image.open(path) as image:
+        width, height = image.size
+        if max_pixels is not None and width * height > max_pixels:
+          raise ImageLoadError(
+              f'{path}: image of {width}x{height} pixels ({width * height} '
+              f'pixels) is larger than the limit of {max_pixels}; nothing '
+              'was decoded')
         image.load()
         upright = ImageOps.exif_transpose(image)
         array = to_rgb_array(upright, path)

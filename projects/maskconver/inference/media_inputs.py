@@ -1,7 +1,10 @@
 """What the demo reads: an image, a folder of images and videos, or a video.
 
-Each input gets a unique output name (the file stem; the extension is added
-when two files of a folder share a stem). Video frames are decoded with
+Each input gets a unique output name: the file stem (the extension is added
+when two files of a folder share a stem), preceded by its sub-folders
+relative to the input folder when the folder is searched recursively
+(`city/a/0001.jpg` -> `city/a/0001`). Names never contain `..`, so outputs
+named after them stay in the output folder. Video frames are decoded with
 OpenCV and named `<video name>_<frame index, 6 digits>`.
 """
 
@@ -38,28 +41,54 @@ def is_video_path(path: str) -> bool:
   return os.path.splitext(path)[1].lower() in VIDEO_EXTENSIONS
 
 
-def _output_names(paths: List[str]) -> List[str]:
-  """File stems, with the extension appended where stems repeat."""
-  stems = [os.path.splitext(os.path.basename(p))[0] for p in paths]
+def _output_names(relative_paths: List[str]) -> List[str]:
+  """Relative paths without extension; the extension kept where stems repeat.
+
+  Args:
+    relative_paths: the inputs relative to the input folder ('/'-separated,
+      without '..').
+  """
+  stems = [os.path.splitext(p)[0] for p in relative_paths]
   names = []
-  for path, stem in zip(paths, stems):
+  for path, stem in zip(relative_paths, stems):
     if stems.count(stem) > 1:
       extension = os.path.splitext(path)[1].lstrip('.')
       stem = f'{stem}_{extension}' if extension else stem
-    names.append(stem.replace(' ', '_') or 'image')
+    folder, base = os.path.split(stem)
+    base = base.replace(' ', '_') or 'image'
+    names.append(os.path.join(folder, base) if folder else base)
   return names
 
 
-def collect_inputs(path: str) -> List[InputFile]:
+def _visible_files(folder: str, recursive: bool) -> List[str]:
+  """Visible regular files of a folder (and its visible sub-folders)."""
+  if not recursive:
+    return sorted(
+        os.path.join(folder, entry) for entry in os.listdir(folder)
+        if not entry.startswith('.') and
+        os.path.isfile(os.path.join(folder, entry)))
+  paths = []
+  # os.walk does not follow symbolic links to folders: no cycles.
+  for root, folders, files in os.walk(folder):
+    folders[:] = sorted(f for f in folders if not f.startswith('.'))
+    paths.extend(os.path.join(root, f) for f in sorted(files)
+                 if not f.startswith('.') and
+                 os.path.isfile(os.path.join(root, f)))
+  return sorted(paths, key=lambda p: os.path.relpath(p, folder))
+
+
+def collect_inputs(path: str, recursive: bool = False) -> List[InputFile]:
   """Lists the files to process.
 
   Args:
     path: an image or video file, or a folder; every visible regular file
-      directly in a folder is an input (those that are not images fail
-      later, one by one), sub-folders and hidden files are skipped.
+      of a folder is an input (those that are not images fail later, one by
+      one); hidden files and folders are skipped.
+    recursive: also search the folder's sub-folders; their files' names
+      keep the sub-folders.
 
   Returns:
-    The inputs, sorted by file name for a folder.
+    The inputs, sorted by relative path for a folder.
 
   Raises:
     InputError: if the path does not exist or the folder has no file.
@@ -68,18 +97,20 @@ def collect_inputs(path: str) -> List[InputFile]:
     raise InputError(f'--input={path}: no such file or folder')
   if os.path.isfile(path):
     paths = [path]
+    relative = [os.path.basename(path)]
   elif os.path.isdir(path):
-    paths = sorted(
-        os.path.join(path, entry) for entry in os.listdir(path)
-        if not entry.startswith('.') and
-        os.path.isfile(os.path.join(path, entry)))
+    paths = _visible_files(path, recursive)
     if not paths:
+      searched = ('hidden files are not searched' if recursive else
+                  'sub-folders and hidden files are not searched; '
+                  '--recursive searches sub-folders')
       raise InputError(f'--input={path}: the folder contains no files '
-                       '(sub-folders and hidden files are not searched)')
+                       f'({searched})')
+    relative = [os.path.relpath(p, path).replace(os.sep, '/') for p in paths]
   else:
     raise InputError(f'--input={path}: neither a file nor a folder')
   return [InputFile(path=p, name=n, is_video=is_video_path(p))
-          for p, n in zip(paths, _output_names(paths))]
+          for p, n in zip(paths, _output_names(relative))]
 
 
 def frame_name(video_name: str, index: int) -> str:

@@ -16,7 +16,8 @@ def load_predictor(model: Optional[str] = None,
                    config_files: Sequence[str] = (),
                    params_override: Optional[str] = None,
                    score_threshold: Optional[float] = None,
-                   num_threads: Optional[int] = None) -> predictor.Predictor:
+                   num_threads: Optional[int] = None,
+                   use_ema: bool = True) -> predictor.Predictor:
   """Loads a model as a `Predictor`.
 
   Exactly one of `model` (a SavedModel directory or a .tflite file) and
@@ -31,6 +32,8 @@ def load_predictor(model: Optional[str] = None,
     score_threshold: the checkpoint backend merges with this threshold;
       exported models keep theirs (the demo filters their segments).
     num_threads: TFLite interpreter threads.
+    use_ema: the checkpoint backend uses the moving-average weights when the
+      checkpoint has them (exported models hold what was exported).
 
   Returns:
     The predictor.
@@ -60,6 +63,7 @@ def load_predictor(model: Optional[str] = None,
     params = experiment_loading.load_experiment(experiment, config_files,
                                                   params_override)
     return checkpoint_predictor.CheckpointPredictor(
-        params, checkpoint_path, score_threshold=score_threshold)
+        params, checkpoint_path, score_threshold=score_threshold,
+        use_ema=use_ema)
   raise ValueError('give --model (SavedModel directory or .tflite file) or '
                    '--experiment with --checkpoint_path')

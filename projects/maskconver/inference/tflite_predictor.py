@@ -1,8 +1,10 @@
 """Runs a MaskConver TFLite model (the `tflite` input type export).
 
 The model takes one [1, input_height, input_width, 3] image, pre-processed
-like the evaluation parser (done here): float32, or uint8 / int8 quantized
-with the input's scale and zero point (full-integer exports). It returns the
+like the evaluation parser (done here): float32, uint8 / int8 quantized with
+the input's scale and zero point (full-integer exports of the `tflite`
+input), or uint8 pixels without quantization (the `tflite_uint8` input, which
+normalizes inside the model; padding gets the mean color). It returns the
 panoptic maps at the input size under the keys of `maskconver.keys`
 (quantized float outputs are dequantized); they are mapped back to the
 original image here. The model must keep its signature (the exporter's
@@ -13,6 +15,8 @@ import os
 from typing import Optional, Tuple
 
 import numpy as np
+
+from official.vision.ops import preprocess_ops
 
 from maskconver.inference import predictor
 from maskconver.inference import preprocessing
@@ -72,13 +76,15 @@ class TfLitePredictor(predictor.Predictor):
     shape = [int(v) for v in details['shape']]
     self._input_dtype = np.dtype(details['dtype'])
     self._input_quantization = _quantization(details)
+    self._raw_pixels = (self._input_dtype == np.uint8 and
+                        self._input_quantization is None)
     quantized_ok = (self._input_dtype in (np.uint8, np.int8) and
-                    self._input_quantization is not None)
+                    self._input_quantization is not None) or self._raw_pixels
     if ((self._input_dtype != np.float32 and not quantized_ok) or
         len(shape) != 4 or shape[0] != 1 or shape[3] != 3):
       raise ValueError(
           f'{path}: input {self._input_name!r} is {self._input_dtype.name} '
-          f'{shape}; expected float32 (or quantized uint8 / int8) '
+          f'{shape}; expected float32, uint8 or quantized int8 '
           "[1, height, width, 3] (export with input type 'tflite' and batch "
           'size 1)')
     self._input_size = shape[1:3]
@@ -99,7 +105,11 @@ class TfLitePredictor(predictor.Predictor):
     normalized, image_info = preprocessing.preprocess_image(
         image, self._input_size)
     feed = normalized[None]
-    if self._input_quantization is not None:
+    if self._raw_pixels:
+      feed = np.clip(np.round(
+          feed * np.float32(preprocess_ops.STDDEV_RGB) +
+          np.float32(preprocess_ops.MEAN_RGB)), 0, 255).astype(np.uint8)
+    elif self._input_quantization is not None:
       scale, zero_point = self._input_quantization
       limits = np.iinfo(self._input_dtype)
       feed = np.clip(np.round(feed / scale + zero_point), limits.min,

@@ -10,6 +10,8 @@ from official.vision.modeling.decoders import factory as decoder_factory
 
 from maskconver.configs import maskconver as maskconver_cfg
 from maskconver.modeling import maskconver_model
+from maskconver.modeling import panoptic_postprocessor
+from maskconver.modeling.decoders import bifpn
 from maskconver.modeling.decoders import convnext_unet
 from maskconver.modeling.decoders import deeplabv3plus
 from maskconver.modeling.heads import center_embedding_head
@@ -38,6 +40,9 @@ def build_decoder(
   decoder_cfg = model_config.decoder.get()
   norm_activation = model_config.norm_activation
   if decoder_type == 'convnext_unet':
+    output_num_filters = decoder_cfg.output_num_filters
+    if output_num_filters == 0 and len(set(decoder_cfg.num_filters)) > 1:
+      output_num_filters = model_config.center_head.num_filters
     return convnext_unet.ConvNeXtUNet(
         input_specs=input_specs,
         min_level=decoder_cfg.min_level,
@@ -48,7 +53,22 @@ def build_decoder(
         kernel_size=decoder_cfg.kernel_size,
         se_ratio=decoder_cfg.se_ratio if decoder_cfg.use_se else 0.0,
         layer_scale_init_value=decoder_cfg.layer_scale_init_value,
-        drop_path_rate=decoder_cfg.drop_path_rate)
+        drop_path_rate=decoder_cfg.drop_path_rate,
+        output_num_filters=max(output_num_filters, 0))
+  if decoder_type == 'bifpn':
+    return bifpn.BiFPN(
+        input_specs=input_specs,
+        min_level=model_config.min_level,
+        max_level=model_config.max_level,
+        backbone_max_level=decoder_cfg.backbone_max_level,
+        num_filters=decoder_cfg.num_filters,
+        num_repeats=decoder_cfg.num_repeats,
+        use_separable_conv=decoder_cfg.use_separable_conv,
+        activation=decoder_cfg.activation,
+        use_sync_bn=norm_activation.use_sync_bn,
+        norm_momentum=norm_activation.norm_momentum,
+        norm_epsilon=norm_activation.norm_epsilon,
+        kernel_regularizer=l2_regularizer)
   if decoder_type == 'deeplabv3plus':
     return deeplabv3plus.DeepLabV3Plus(
         input_specs=input_specs,
@@ -71,6 +91,33 @@ def build_decoder(
   return decoder_factory.build_decoder(
       input_specs=input_specs, model_config=model_config,
       l2_regularizer=l2_regularizer)
+
+
+STUFF_REPRESENTATIONS = ('center', 'region')
+
+
+def _stuff_region_head(model_config: maskconver_cfg.MaskConverModel,
+                       head_kwargs: Mapping[str, object]):
+  """(stuff region head or None, classes of the center heatmap head).
+
+  Stuff as regions (Table 7): the center heads cover the thing classes; a
+  head like them on min_level predicts the stuff classes' region logits.
+  """
+  representation = model_config.stuff_representation
+  if representation not in STUFF_REPRESENTATIONS:
+    raise ValueError(f'stuff_representation must be one of '
+                     f'{STUFF_REPRESENTATIONS}, got {representation!r}')
+  if representation == 'center':
+    return None, model_config.num_classes
+  num_stuff = model_config.num_classes - model_config.num_thing_classes
+  if num_stuff < 1:
+    raise ValueError('stuff_representation: region needs stuff classes '
+                     f'(num_classes {model_config.num_classes} = '
+                     f'num_thing_classes {model_config.num_thing_classes})')
+  kwargs = dict(head_kwargs, max_level=model_config.min_level)
+  return (center_heatmap_head.CenterHeatmapHead(
+      num_classes=num_stuff, name='stuff_region_head', **kwargs),
+          model_config.num_thing_classes)
 
 
 def build_maskconver_model(
@@ -108,10 +155,14 @@ def build_maskconver_model(
         f'decoder {model_config.decoder.type!r} outputs levels '
         f'{sorted(feature_specs)}, but the heads need {missing} '
         '(check min_level, max_level and mask_feature_levels)')
-  channels = {feature_specs[l][-1] for l in head_levels}
+  shared_levels = sorted(needed, key=int)
+  channels = {feature_specs[l][-1] for l in shared_levels}
   if len(channels) != 1:
-    raise ValueError(f'shared heads need equal channels on levels '
-                     f'{head_levels}, got {sorted(channels)}')
+    raise ValueError(
+        f'shared heads need equal channels on levels {shared_levels}, got '
+        f'{sorted(channels)} from decoder {model_config.decoder.type!r} '
+        '(convnext_unet projects them when decoder.convnext_unet.'
+        'output_num_filters >= 0)')
 
   head = model_config.center_head
   head_kwargs = dict(
@@ -119,11 +170,13 @@ def build_maskconver_model(
       num_blocks=head.num_blocks, num_filters=head.num_filters,
       block_type=head.block_type, kernel_size=head.kernel_size)
   mask_head = model_config.mask_head
+  stuff_region_head, num_center_classes = _stuff_region_head(model_config,
+                                                             head_kwargs)
   model = maskconver_model.MaskConverModel(
       backbone=backbone,
       decoder=decoder,
       heatmap_head=center_heatmap_head.CenterHeatmapHead(
-          num_classes=model_config.num_classes, name='center_heatmap_head',
+          num_classes=num_center_classes, name='center_heatmap_head',
           **head_kwargs),
       embedding_head=center_embedding_head.CenterEmbeddingHead(
           embedding_size=model_config.embedding_size,
@@ -151,7 +204,28 @@ def build_maskconver_model(
           activation=model_config.score_activation,
           nms_kernel_size=model_config.nms_kernel_size,
           name='center_selector'),
+      stuff_region_head=stuff_region_head,
+      num_thing_classes=model_config.num_thing_classes,
       name='maskconver')
   height, width = input_specs.shape[1:3]
   model(tf.zeros([1, height or 256, width or 256, 3]), training=False)
   return model
+
+
+def build_panoptic_postprocessor(
+    model_config: maskconver_cfg.MaskConverModel
+) -> panoptic_postprocessor.PanopticPostprocessor:
+  """Builds the panoptic merge layer of `model_config.postprocessor`.
+
+  Masks are activated like the center scores (`score_activation`).
+  """
+  config = model_config.postprocessor
+  return panoptic_postprocessor.PanopticPostprocessor(
+      num_classes=model_config.num_classes,
+      num_thing_classes=model_config.num_thing_classes,
+      score_threshold=config.score_threshold,
+      overlap_threshold=config.overlap_threshold,
+      mask_threshold=config.mask_threshold,
+      mask_activation=model_config.score_activation,
+      merge_method=config.merge_method,
+      name='panoptic_postprocessor')

@@ -18,6 +18,12 @@ One signature per input type (the default export has one, named
   resized, padded and normalized as the parser does (Model Garden's
   `normalize_image`); for TFLite conversion, where pre-processing stays out
   of the graph so that the input can be quantized.
+* `tflite_uint8`: uint8 [batch, input_height, input_width, 3] RGB pixels of
+  an image already resized (aspect ratio kept) and padded bottom / right to
+  the input size; the model normalizes them itself (Model Garden's
+  `normalize_image`: / 255, minus the ImageNet mean (0.485, 0.456, 0.406),
+  divided by the standard deviation (0.229, 0.224, 0.225)) -- the input of
+  the .tflite a phone app feeds its camera frames to (README, "On a phone").
 
 `batch` is the export's batch size (None: any). All images of one batch
 share one size (a tensor input does by construction; for `image_bytes` and
@@ -30,12 +36,14 @@ aspect ratio and padding bottom / right. After the network, the stride-4
 mask logits of the valid (unpadded) region are resized bilinearly to the
 original image size and merged there by the panoptic post-processor
 (`maskconver.modeling.panoptic_postprocessor`), so the maps come back at the
-INPUT IMAGE RESOLUTION. For `tflite` the maps have the network input size
+INPUT IMAGE RESOLUTION. For `tflite` and `tflite_uint8` the maps have the
+network input size
 and undoing the resize and padding is the caller's job (with the image_info
 of its own pre-processing).
 
 Outputs (every signature; K = model.num_instances; height, width = the
-input image size, or input_height, input_width for `tflite`):
+input image size, or input_height, input_width for `tflite` and
+`tflite_uint8`):
 
 * 'category_mask': int32 [batch, height, width], training class id per
   pixel, -1 (keys.VOID_CLASS) on void.
@@ -51,7 +59,7 @@ input image size, or input_height, input_width for `tflite`):
   it: [[original height, width], [desired height, width], [y_scale,
   x_scale], [y_offset, x_offset]]; the desired size is the network input
   size (the scaled image is round(original * scale), padded to it); for
-  `tflite`, the identity info of the input size.
+  `tflite` and `tflite_uint8`, the identity info of the input size.
 
 Split export (`function_keys` 'network' and 'postprocess', e.g. to run the
 network on an accelerator delegate and the merge on the CPU, or to time them
@@ -79,9 +87,11 @@ from official.vision.serving import export_base
 
 from maskconver import keys
 from maskconver.modeling import factory
-from maskconver.tasks import maskconver_task
 
-INPUT_TYPES = ('image_tensor', 'image_bytes', 'tf_example', 'tflite')
+INPUT_TYPES = ('image_tensor', 'image_bytes', 'tf_example', 'tflite',
+               'tflite_uint8')
+# Name scope of the uint8 input's normalization (kept float by export_tflite).
+INPUT_NORMALIZATION_SCOPE = 'input_normalization'
 # Output keys of every signature, in the order of the module doc.
 OUTPUT_KEYS = (keys.CATEGORY_MASK, keys.INSTANCE_MASK,
                keys.PANOPTIC_SEGMENT_MAP, keys.SEGMENT_CLASSES_OUT,
@@ -143,7 +153,7 @@ class MaskConverModule(export_base.ExportModule):
                      input_image_size=input_image_size,
                      input_type=input_type, num_channels=num_channels,
                      model=model, input_name=input_name)
-    self.postprocessor = maskconver_task.build_postprocessor(
+    self.postprocessor = factory.build_panoptic_postprocessor(
         params.task.model)
 
   def _build_model(self) -> tf_keras.Model:
@@ -299,6 +309,13 @@ class MaskConverModule(export_base.ExportModule):
     return self.serve_normalized(inputs)
 
   @tf.function
+  def inference_for_tflite_uint8(self, inputs: tf.Tensor
+                                 ) -> Dict[str, tf.Tensor]:
+    with tf.name_scope(INPUT_NORMALIZATION_SCOPE):
+      images = preprocess_ops.normalize_image(inputs)
+    return self.serve_normalized(images)
+
+  @tf.function
   def inference_network(self, inputs: tf.Tensor) -> Dict[str, tf.Tensor]:
     return self.network(inputs)
 
@@ -332,7 +349,14 @@ class MaskConverModule(export_base.ExportModule):
       raise ValueError(f'unknown input type(s) {unknown}; choose from '
                        f'{INPUT_TYPES + SPLIT_PARTS}')
     signatures = super().get_inference_signatures(
-        {k: v for k, v in function_keys.items() if k in INPUT_TYPES})
+        {k: v for k, v in function_keys.items()
+         if k in INPUT_TYPES and k != 'tflite_uint8'})
+    if 'tflite_uint8' in function_keys:
+      signatures[function_keys['tflite_uint8']] = (
+          self.inference_for_tflite_uint8.get_concrete_function(
+              tf.TensorSpec(
+                  [self._batch_size] + self._input_image_size + [3],
+                  tf.uint8, name=self._input_name)))
     if 'network' in function_keys or 'postprocess' in function_keys:
       network = self.inference_network.get_concrete_function(
           self._normalized_input_spec())

@@ -17,12 +17,16 @@ image resolution plus 'image_info') is documented in
 `python -m maskconver.serving.export_tflite`.
 
 `--checkpoint_path` is a checkpoint prefix or a directory (its latest
-checkpoint is used), e.g. the training model_dir, or its `ema_checkpoints/`
-subdirectory for the moving-average weights when the optimizer keeps an EMA.
+checkpoint is used), e.g. the training model_dir. When the training kept an
+EMA of the weights (`trainer.optimizer_config.ema`, on in the COCO recipes),
+the export holds the moving-average weights -- the ones the evaluation
+scored -- unless `--nouse_ema`; the command says which it exported
+(`maskconver.experiment_loading.restore_model_weights` explains where the
+trainer keeps them). `ema_checkpoints/` works too.
 """
 
 import os
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 from absl import app
 from absl import flags
@@ -73,8 +77,9 @@ def export_inference_graph(params: cfg.ExperimentConfig,
                            batch_size: Optional[int] = None,
                            function_keys: Optional[Dict[str, str]] = None,
                            saved_model_subdir: str = 'saved_model',
-                           checkpoint_subdir: Optional[str] = 'checkpoint'
-                           ) -> str:
+                           checkpoint_subdir: Optional[str] = 'checkpoint',
+                           use_ema: bool = True
+                           ) -> Tuple[str, experiment_loading.RestoredWeights]:
   """Exports a checkpoint the Model Garden way (see the module doc).
 
   Args:
@@ -88,30 +93,33 @@ def export_inference_graph(params: cfg.ExperimentConfig,
     function_keys: {input type or split part: signature name} to export
       several signatures; overrides input_type.
     saved_model_subdir: subdirectory of the SavedModel.
-    checkpoint_subdir: subdirectory of the weights copy; None for none.
+    checkpoint_subdir: subdirectory of the weights copy (the exported
+      weights); None for none.
+    use_ema: export the moving-average weights when the checkpoint has them.
 
   Returns:
-    The SavedModel directory.
+    The SavedModel directory, and which weights it holds.
   """
-  checkpoint_path = experiment_loading.resolve_checkpoint(checkpoint_path)
   if input_image_size is None:
     input_image_size = params.task.model.input_size[:2]
   module = export_module.MaskConverModule(
       params, batch_size=batch_size,
       input_image_size=list(input_image_size), input_type=input_type)
+  restored = experiment_loading.restore_model_weights(
+      module.model, checkpoint_path, use_ema=use_ema)
   with keras_saving_utils.keras_option_scope(save_traces=False):
     export_saved_model_lib.export_inference_graph(
         input_type=input_type,
         batch_size=batch_size,
         input_image_size=list(input_image_size),
         params=params,
-        checkpoint_path=checkpoint_path,
+        checkpoint_path=None,  # restored above, EMA or raw
         export_dir=export_dir,
         export_module=module,
         function_keys=function_keys,
         export_checkpoint_subdir=checkpoint_subdir,
         export_saved_model_subdir=saved_model_subdir)
-  return os.path.join(export_dir, saved_model_subdir)
+  return os.path.join(export_dir, saved_model_subdir), restored
 
 
 def load_params(experiment: Optional[str], config_files: Sequence[str],
@@ -192,6 +200,10 @@ def define_flags() -> None:
   flags.DEFINE_string(
       'export_checkpoint_subdir', 'checkpoint',
       'Subdirectory of --export_dir receiving a copy of the weights.')
+  flags.DEFINE_boolean(
+      'use_ema', True,
+      'Export the moving-average (EMA) weights when the checkpoint has them '
+      '(the evaluated model); --nouse_ema exports the raw weights.')
 
 
 def main(argv: Sequence[str]) -> None:
@@ -216,14 +228,18 @@ def main(argv: Sequence[str]) -> None:
     raise app.UsageError(str(e)) from e
   params = load_params(FLAGS.experiment, FLAGS.config_file,
                        FLAGS.params_override)
-  saved_model_dir = export_inference_graph(
-      params, checkpoint_path, FLAGS.export_dir, input_type=input_type,
-      input_image_size=input_image_size, batch_size=batch_size,
-      function_keys=function_keys,
-      saved_model_subdir=FLAGS.export_saved_model_subdir,
-      checkpoint_subdir=FLAGS.export_checkpoint_subdir or None)
-  logging.info('Exported %s from %s', saved_model_dir, checkpoint_path)
-  print(f'SavedModel written to {saved_model_dir}')
+  try:
+    saved_model_dir, restored = export_inference_graph(
+        params, checkpoint_path, FLAGS.export_dir, input_type=input_type,
+        input_image_size=input_image_size, batch_size=batch_size,
+        function_keys=function_keys,
+        saved_model_subdir=FLAGS.export_saved_model_subdir,
+        checkpoint_subdir=FLAGS.export_checkpoint_subdir or None,
+        use_ema=FLAGS.use_ema)
+  except ValueError as e:
+    raise app.UsageError(str(e)) from e
+  logging.info('Exported %s: %s', saved_model_dir, restored.description)
+  print(f'SavedModel written to {saved_model_dir} ({restored.description})')
 
 
 def run() -> None:

@@ -8,11 +8,18 @@ r"""Converts a MaskConver SavedModel to TFLite, with post-training quantization.
       --params_override="task.validation_data.input_path=coco/val-*"
 
 The SavedModel comes from `export_saved_model --input_type=tflite
---batch_size=1`: float32 normalized input of a fixed size, the panoptic
-post-processing inside (see `export_module`), so the TFLite model does
-everything from the normalized image to the panoptic maps, with TFLite
-builtin ops only (no Flex / select TF ops; the conversion fails if any is
-needed). Its signature keeps the SavedModel's input and output names.
+--batch_size=1` (float32 normalized input of a fixed size) or
+`--input_type=tflite_uint8 --batch_size=1` (uint8 RGB pixels of a fixed
+size, normalized inside the model: the one to put on a phone), with the
+panoptic post-processing inside (see `export_module`), so the TFLite model
+does everything from the image to the panoptic maps, with TFLite builtin ops
+only (no Flex / select TF ops; the conversion fails if any is needed). Its
+signature keeps the SavedModel's input and output names.
+
+With `--experiment`, the .tflite also carries its description -- input
+size, dtype, resize and normalization, every output's shape and meaning,
+and the class labels (`--label_map`, the converter's label map JSON) -- as
+TFLite metadata (`maskconver.serving.tflite_metadata`).
 
 `--quant_type` takes Model Garden's names:
 
@@ -23,22 +30,30 @@ needed). Its signature keeps the SavedModel's input and output names.
 | default             | int8    | float32 (dynamic range) | float32 |
 | int8_fallback       | int8    | int8, float where no int8 kernel | float32 |
 | int8_full_fp32_io   | int8    | int8 (TFLITE_BUILTINS_INT8)      | float32 |
-| int8_full           | int8    | int8                | uint8 (quantized) |
+| int8_full           | int8    | int8                | uint8 (quantized; raw pixels for tflite_uint8) |
 | int8_full_int8_io   | int8    | int8                | int8 (quantized) |
 
 In every int8 type the panoptic merge (the ops under the
-`panoptic_postprocessor/` name scope) stays in float32: in 8 bits it would
+`panoptic_postprocessor/` name scope), the top-K center selection (its
+peaks and TOPK_V2: it masks suppressed cells with the lowest float32, which
+as an int8 scale either aborts the interpreter or, on TOPK_V2's input, maps
+every logit to one value) and the uint8 input's normalization stay in
+float32: in 8 bits the merge would
 count mask areas with a step of dozens of pixels, and the int8 DIV kernel
 aborts on an empty mask. Its outputs keep their types (int32 maps and
 classes, bool flags, float32 scores and image_info) in every variant.
 
 The int8 types calibrate on `--calibration_steps` images of the
 experiment's `task.validation_data` (parsed like evaluation: resized and
-padded to task.model.input_size, which must be the SavedModel's input size).
+padded to task.model.input_size, which must be the SavedModel's input size;
+normalized for a float input, raw uint8 pixels for a tflite_uint8 one). For a
+tflite_uint8 signature `int8_full` keeps the raw uint8 pixels as input (no
+quantization parameters to apply) and its outputs keep their types.
 """
 
 import os
 import re
+import sys
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
 
 from absl import app
@@ -51,9 +66,14 @@ from tensorflow.core.protobuf import saved_model_pb2
 from tensorflow.lite.python import util as lite_util
 
 from official.core import config_definitions as cfg
+from official.vision.ops import preprocess_ops
 
 from maskconver import registry_imports  # pylint: disable=unused-import
+from maskconver.data import label_map as label_map_lib
+from maskconver.serving import export_module
 from maskconver.serving import export_saved_model
+from maskconver.serving import tflite_metadata
+from maskconver.ops import image_ops
 from maskconver.tasks import maskconver_task
 
 FLAGS = flags.FLAGS
@@ -64,7 +84,9 @@ QUANT_TYPES = ('none', 'fp16', 'default', 'int8_fallback', 'int8_full_fp32_io',
 RepresentativeDataset = Callable[[], Iterator[Any]]
 # Name scopes of the ops that the int8 types leave in float (see
 # float_node_names).
-FLOAT_SCOPES = ('panoptic_postprocessor/', 'image_info/')
+FLOAT_SCOPES = ('panoptic_postprocessor/', 'image_info/',
+                export_module.INPUT_NORMALIZATION_SCOPE + '/',
+                'maskconver/center_selector/')
 
 
 
@@ -122,16 +144,20 @@ def signature_input_specs(saved_model_dir: str,
 
 def calibration_dataset(params: cfg.ExperimentConfig,
                         input_shape: Sequence[int],
-                        num_steps: int) -> RepresentativeDataset:
-  """Representative dataset of normalized validation images.
+                        num_steps: int,
+                        input_dtype: tf.dtypes.DType = tf.float32
+                        ) -> RepresentativeDataset:
+  """Representative dataset of validation images.
 
   Args:
     params: experiment config; task.validation_data is read.
     input_shape: [1, height, width, 3] input of the model to calibrate.
     num_steps: number of images.
+    input_dtype: float32 (normalized images, the `tflite` input) or uint8
+      (pixels, the `tflite_uint8` input, as the input pipeline sends them).
 
   Returns:
-    A function yielding [float32 [1, height, width, 3]] lists.
+    A function yielding [float32 or uint8 [1, height, width, 3]] lists.
 
   Raises:
     ValueError: no validation input, or images of another size.
@@ -153,27 +179,36 @@ def calibration_dataset(params: cfg.ExperimentConfig,
     task = maskconver_task.MaskConverTask(task_config)
     dataset = task.build_inputs(task_config.validation_data)
     for image, _ in dataset.take(num_steps):
+      # The input pipeline sends uint8 pixels; the float input is normalized.
+      if input_dtype != tf.uint8:
+        image = image_ops.normalize_images(image)
       yield [image.numpy()]
 
   return images
 
 
 def random_calibration_dataset(input_shape: Sequence[int], num_steps: int,
-                               seed: int = 0) -> RepresentativeDataset:
-  """Representative dataset of random normal images (latency work only).
+                               seed: int = 0,
+                               input_dtype: tf.dtypes.DType = tf.float32
+                               ) -> RepresentativeDataset:
+  """Representative dataset of random images (latency work only).
 
   Args:
     input_shape: [1, height, width, 3].
     num_steps: number of images.
     seed: random seed.
+    input_dtype: float32 (standard normal values) or uint8 (uniform pixels).
 
   Returns:
-    A function yielding [float32 input_shape] lists.
+    A function yielding [input_dtype input_shape] lists.
   """
   def images() -> Iterator[List[np.ndarray]]:
     rng = np.random.default_rng(seed)
     for _ in range(num_steps):
-      yield [rng.standard_normal(list(input_shape)).astype(np.float32)]
+      if input_dtype == tf.uint8:
+        yield [rng.integers(0, 256, list(input_shape)).astype(np.uint8)]
+      else:
+        yield [rng.standard_normal(list(input_shape)).astype(np.float32)]
 
   return images
 
@@ -187,10 +222,12 @@ def _converter(saved_model_dir: str, signature_key: str
 
 
 def float_node_names(float_model: bytes) -> List[str]:
-  """Tensors of the panoptic merge (and image_info) in a float TFLite model.
+  """Tensors under FLOAT_SCOPES in a float TFLite model.
 
-  The int8 types keep these in float: quantized, the merge counts mask areas
-  in 8 bits and the int8 DIV kernel aborts on an empty mask.
+  The int8 types keep these in float (module doc): quantized, the merge
+  counts mask areas in 8 bits and the int8 DIV kernel aborts on an empty
+  mask; the selector's lowest-float fill of suppressed cells gives an int8
+  scale the interpreter refuses.
   """
   interpreter = interpreter_class()(model_content=float_model)
   return [t['name'] for t in interpreter.get_tensor_details()
@@ -249,6 +286,11 @@ def _convert_int8(saved_model_dir: str, signature_key: str,
         tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
   io_type = {'int8_full': tf.uint8, 'int8_full_int8_io': tf.int8}.get(
       quant_type)
+  input_dtypes = {spec.dtype for spec in signature_input_specs(
+      saved_model_dir, signature_key).values()}
+  if input_dtypes != {tf.float32}:
+    # Integer inputs (the tflite_uint8 pixels) stay as they are.
+    io_type = None
   float_nodes = float_node_names(
       _converter(saved_model_dir, signature_key).convert())
   if not float_nodes:
@@ -260,13 +302,80 @@ def _convert_int8(saved_model_dir: str, signature_key: str,
       converter=converter, debug_dataset=representative_dataset,
       debug_options=tf.lite.experimental.QuantizationDebugOptions(
           denylisted_nodes=float_nodes))
-  tflite_model = debugger.get_nondebug_quantized_model()
+  tflite_model = float_top_k(debugger.get_nondebug_quantized_model())
   if io_type is not None:
     # The denylisting path ignores inference_input_type; the outputs of the
     # float merge stay float32.
     tflite_model = lite_util.modify_model_io_type(tflite_model, io_type,
                                                   tf.float32)
   return tflite_model
+
+
+def float_top_k(tflite_model: bytes) -> bytes:
+  """Runs every TOPK_V2 fed by a QUANTIZE of a float tensor in float.
+
+  The quantizer quantizes the input of the top-K center selection even when
+  its float producers are denylisted; that input masks suppressed cells with
+  the lowest float32, so its int8 scale (~1e36) maps every logit to one
+  value and the selection becomes arbitrary. Here the TOPK_V2 reads the
+  float tensor instead, its values output becomes float32, and the
+  DEQUANTIZE ops that read those values are bypassed; ops left without
+  readers (the QUANTIZE, the DEQUANTIZE) are removed.
+
+  Args:
+    tflite_model: a quantized model.
+
+  Returns:
+    The model with float top-K (unchanged if it has no such TOPK_V2).
+  """
+  # Optional dependency (the test extra). pylint: disable=g-import-not-at-top
+  from ai_edge_litert import schema_py_generated as schema
+  from ai_edge_litert.tools import flatbuffer_utils
+  model = flatbuffer_utils.read_model_from_bytearray(bytearray(tflite_model))
+  ops = schema.BuiltinOperator
+  codes = [flatbuffer_utils.get_builtin_code_from_operator_code(c)
+           for c in model.operatorCodes]
+  changed = False
+  for graph in model.subgraphs:
+    producer = {o: op for op in graph.operators for o in op.outputs}
+    for op in graph.operators:
+      if codes[op.opcodeIndex] != ops.TOPK_V2:
+        continue
+      quantize = producer.get(op.inputs[0])
+      if (quantize is None or codes[quantize.opcodeIndex] != ops.QUANTIZE or
+          graph.tensors[quantize.inputs[0]].type != schema.TensorType.FLOAT32):
+        continue
+      op.inputs = [quantize.inputs[0]] + list(op.inputs[1:])
+      values = graph.tensors[op.outputs[0]]
+      values.type = schema.TensorType.FLOAT32
+      values.quantization = None
+      for reader in graph.operators:
+        if (codes[reader.opcodeIndex] == ops.DEQUANTIZE and
+            reader.inputs[0] == op.outputs[0]):
+          rename = {reader.outputs[0]: op.outputs[0]}
+          for other in graph.operators:
+            other.inputs = [rename.get(i, i) for i in other.inputs]
+          graph.outputs = [rename.get(i, i) for i in graph.outputs]
+      changed = True
+    if changed:
+      _remove_unread_ops(graph, codes, (ops.QUANTIZE, ops.DEQUANTIZE))
+  if not changed:
+    return tflite_model
+  return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+
+
+def _remove_unread_ops(graph: Any, codes: Sequence[int],
+                       removable: Sequence[int]) -> None:
+  """Drops ops of the `removable` types whose outputs nothing reads."""
+  while True:
+    read = set(graph.outputs) | {i for op in graph.operators
+                                  for i in op.inputs}
+    unread = [op for op in graph.operators
+              if codes[op.opcodeIndex] in removable and
+              not set(op.outputs) & read]
+    if not unread:
+      return
+    graph.operators = [op for op in graph.operators if op not in unread]
 
 
 def interpreter_class(runtime: str = 'auto') -> type:
@@ -294,19 +403,26 @@ def interpreter_class(runtime: str = 'auto') -> type:
 
 
 def make_interpreter(model_content: bytes, num_threads: Optional[int] = None,
-                     runtime: str = 'auto') -> Any:
+                     runtime: str = 'auto', use_xnnpack: bool = True) -> Any:
   """A TFLite interpreter with its tensors allocated.
 
   Args:
     model_content: the TFLite model.
     num_threads: CPU threads; None for the runtime's default.
     runtime: see `interpreter_class`.
+    use_xnnpack: True: the default XNNPACK delegate; False: TFLite's own
+      builtin kernels only.
 
   Returns:
     The interpreter.
   """
-  interpreter = interpreter_class(runtime)(model_content=model_content,
-                                           num_threads=num_threads)
+  interpreter_cls = interpreter_class(runtime)
+  module = sys.modules[interpreter_cls.__module__]
+  resolver = (module.OpResolverType.AUTO if use_xnnpack else
+              module.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+  interpreter = interpreter_cls(model_content=model_content,
+                                num_threads=num_threads,
+                                experimental_op_resolver_type=resolver)
   interpreter.allocate_tensors()
   return interpreter
 
@@ -360,6 +476,10 @@ def define_flags() -> None:
   flags.DEFINE_integer(
       'calibration_steps', 100,
       'Validation images used to calibrate the int8 types.')
+  flags.DEFINE_string(
+      'label_map', None,
+      'The converter\'s label map JSON (e.g. records/val_label_map.json): '
+      'class names packed into the TFLite metadata (needs --experiment).')
 
 
 def main(argv: Sequence[str]) -> None:
@@ -398,14 +518,64 @@ def main(argv: Sequence[str]) -> None:
         FLAGS.experiment, FLAGS.config_file, FLAGS.params_override)
     try:
       representative_dataset = calibration_dataset(
-          params, spec.shape.as_list(), FLAGS.calibration_steps)
+          params, spec.shape.as_list(), FLAGS.calibration_steps, spec.dtype)
     except ValueError as e:
       raise app.UsageError(str(e)) from e
+  labels = None
+  if FLAGS.label_map:
+    if not FLAGS.experiment:
+      raise app.UsageError('--label_map goes into the TFLite metadata, which '
+                           'needs --experiment (for the classes)')
+    try:
+      labels = metadata_labels(label_map_lib.LabelMap.load(FLAGS.label_map))
+    except (OSError, ValueError, KeyError) as e:
+      raise app.UsageError(f'--label_map={FLAGS.label_map}: {e}') from e
   tflite_model = convert(saved_model_dir, quant_type, representative_dataset,
                          FLAGS.signature_key)
+  described = ''
+  if FLAGS.experiment:
+    params = export_saved_model.load_params(
+        FLAGS.experiment, FLAGS.config_file, FLAGS.params_override)
+    model_config = params.task.model
+    if labels is not None and len(labels) != model_config.num_classes:
+      raise app.UsageError(
+          f'--label_map={FLAGS.label_map} has {len(labels)} classes, the '
+          f'experiment {model_config.num_classes}')
+    tflite_model = with_metadata(tflite_model, model_config.num_classes,
+                                 model_config.num_thing_classes, labels)
+    described = ', with metadata'
   write_atomic(FLAGS.tflite_path, tflite_model)
   print(f'TFLite model ({quant_type or "float32"}, '
-        f'{len(tflite_model) / 1e6:.2f} MB) written to {FLAGS.tflite_path}')
+        f'{len(tflite_model) / 1e6:.2f} MB{described}) written to '
+        f'{FLAGS.tflite_path}')
+
+
+def metadata_labels(label_map: label_map_lib.LabelMap
+                    ) -> List[Dict[str, Any]]:
+  """The metadata's labels of a converter label map, by training id."""
+  return [{'id': i, 'name': c.name, 'isthing': bool(c.isthing),
+           'category_id': int(c.coco_id)}
+          for i, c in enumerate(label_map.classes)]
+
+
+def with_metadata(tflite_model: bytes, num_classes: int,
+                  num_thing_classes: int,
+                  labels: Optional[List[Dict[str, Any]]] = None) -> bytes:
+  """The model with its `tflite_metadata` entry, read off its signature."""
+  interpreter = interpreter_class()(model_content=tflite_model)
+  signatures = interpreter.get_signature_list()
+  if len(signatures) != 1:
+    raise ValueError(f'expected one signature, got {sorted(signatures)}')
+  runner = interpreter.get_signature_runner(next(iter(signatures)))
+  inputs = runner.get_input_details()
+  if len(inputs) != 1:
+    raise ValueError(f'expected one input, got {sorted(inputs)}')
+  (name, details), = inputs.items()
+  metadata = tflite_metadata.describe(
+      dict(details, name=name),
+      {k: v for k, v in sorted(runner.get_output_details().items())},
+      num_classes, num_thing_classes, labels)
+  return tflite_metadata.add_metadata(tflite_model, metadata)
 
 
 def run() -> None:

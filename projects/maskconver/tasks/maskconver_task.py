@@ -1,5 +1,6 @@
 """The MaskConver task: inputs, losses, train and validation steps, PQ."""
 
+import functools
 import json
 import os
 from typing import Any, Dict, List, Mapping, Optional, Tuple
@@ -17,15 +18,20 @@ from official.vision.dataloaders import input_reader_factory
 from maskconver import keys
 from maskconver.configs import maskconver as maskconver_cfg
 from maskconver.data import label_map
+from maskconver.dataloaders import batching
 from maskconver.dataloaders import copy_paste
+from maskconver.dataloaders import label_map_check
 from maskconver.dataloaders import parser as parser_lib
+from maskconver.dataloaders import record_files
 from maskconver.dataloaders import tf_example_decoder
 from maskconver.evaluation import panoptic_quality
 from maskconver.evaluation import prediction_writer
-from maskconver.inference import preprocessing
 from maskconver import losses as losses_lib
 from maskconver.modeling import factory
 from maskconver.modeling import panoptic_postprocessor
+from maskconver.modeling.layers import stuff_regions
+from maskconver.ops import image_ops
+from maskconver.ops import target_ops
 from maskconver.visualization import palette
 from maskconver.visualization import panels
 
@@ -34,6 +40,7 @@ TOTAL_LOSS = 'total_loss'
 HEATMAP_LOSS = 'heatmap_loss'
 BCE_LOSS = 'mask_bce_loss'
 DICE_LOSS = 'mask_dice_loss'
+STUFF_REGION_LOSS = 'stuff_region_loss'
 # Where validation steps hand per-image results to aggregate_logs.
 _PANOPTIC_OUTPUTS = 'panoptic_outputs'
 EVAL_METRICS_FILE = 'eval_metrics.json'
@@ -79,7 +86,7 @@ def build_parser(model_config: maskconver_cfg.MaskConverModel,
       max_level=model_config.max_level,
       num_classes=model_config.num_classes,
       num_thing_classes=model_config.num_thing_classes,
-      max_instances=parser_config.max_instances,
+      max_instances=parser_config.max_instances or model_config.num_instances,
       mask_stride=parser_config.mask_stride,
       aug_rand_hflip=parser_config.aug_rand_hflip,
       aug_scale_min=parser_config.aug_scale_min,
@@ -87,7 +94,6 @@ def build_parser(model_config: maskconver_cfg.MaskConverModel,
       center_type=parser_config.center_type,
       gaussian_min_overlap=parser_config.gaussian_min_overlap,
       gaussian_min_radius=parser_config.gaussian_min_radius,
-      heatmap_ignore_fraction=parser_config.heatmap_ignore_fraction,
       level_size_measure=parser_config.level_size_measure,
       level_base_size=parser_config.level_base_size,
       level_reference_size=parser_config.level_reference_size,
@@ -96,8 +102,7 @@ def build_parser(model_config: maskconver_cfg.MaskConverModel,
       copy_paste_scale_max=parser_config.copy_paste_scale_max,
       max_segments=parser_config.max_segments,
       eval_groundtruth_padded_size=(
-          parser_config.eval_groundtruth_padded_size or None),
-      dtype=data_config.dtype)
+          parser_config.eval_groundtruth_padded_size or None))
 
 
 def build_postprocessor(
@@ -176,18 +181,51 @@ class MaskConverTask(base_task.Task):
       params: maskconver_cfg.DataConfig,
       input_context: Optional[tf.distribute.InputContext] = None
   ) -> tf.data.Dataset:
-    """Reads, decodes, (copy-pastes,) parses and batches one input."""
-    if not params.input_path:
-      raise ValueError('input_path is empty: set task.train_data.input_path '
-                       'or task.validation_data.input_path')
-    parser = build_parser(self.task_config.model, params)
+    """Reads, decodes, (copy-pastes,) parses and batches one input.
+
+    Before anything is read, every file of `params.input_path` is checked
+    (a TFRecord file, not empty; see `record_files`) and the input's label
+    map (`label_map_path`, else the converter's one beside the shards) must
+    have the model's classes; errors name the file and the field to fix.
+    """
+    field = 'task.train_data' if params.is_training else (
+        'task.validation_data')
+    file_sizes = record_files.checked_record_files(
+        params.input_path, f'{field}.input_path')
+    model_config = self.task_config.model
+    label_map_path = params.label_map_path
+    source = f'{field}.label_map_path={label_map_path}'
+    if not label_map_path:
+      label_map_path = record_files.label_map_beside(list(file_sizes))
+      source = (f'{label_map_path}, the label map beside the shards of '
+                f'{field}.input_path')
+    if label_map_path:
+      label_map_check.check_label_map(
+          label_map_path, model_config.num_classes,
+          model_config.num_thing_classes, source)
+    label_map_check.check_input_label_maps(
+        self.task_config.train_data.label_map_path,
+        'task.train_data.label_map_path',
+        self.task_config.validation_data.label_map_path,
+        'task.validation_data.label_map_path')
+    batch_size = batching.per_replica_batch_size(
+        params.global_batch_size, input_context, f'{field}.global_batch_size')
+    postprocess_fn = None
+    if not params.is_training:
+      # Static batches (TPUs, XLA): the last partial one is padded.
+      postprocess_fn = functools.partial(
+          batching.pad_batch, batch_size=batch_size,
+          min_level=model_config.min_level)
+    parser = build_parser(model_config, params)
     use_copy_paste = params.is_training and params.parser.copy_paste_prob > 0
     reader = input_reader_factory.input_reader_generator(
         params,
-        dataset_fn=tf.data.TFRecordDataset,
+        dataset_fn=record_files.make_dataset_fn(
+            file_sizes, f'{field}.input_path', params.skip_corrupt_records),
         decoder_fn=tf_example_decoder.TfExampleDecoder().decode,
         sample_fn=copy_paste.pair_examples if use_copy_paste else None,
-        parser_fn=parser.parse_fn(params.is_training))
+        parser_fn=parser.parse_fn(params.is_training),
+        postprocess_fn=postprocess_fn)
     return reader.read(input_context=input_context)
 
   # -------------------------------------------------------------- losses ---
@@ -211,8 +249,13 @@ class MaskConverTask(base_task.Task):
       the loss of the global batch.
     """
     config = self.task_config.losses
+    heatmaps = labels[keys.CENTER_HEATMAPS]
+    if self._stuff_as_regions:
+      # The center heads predict things only; stuff comes from regions.
+      things = self.task_config.model.num_thing_classes
+      heatmaps = {k: v[..., :things] for k, v in heatmaps.items()}
     heatmap_sum, num_centers = losses_lib.focal_loss_terms(
-        model_outputs[keys.CLASS_HEATMAP_LOGITS], labels[keys.CENTER_HEATMAPS],
+        model_outputs[keys.CLASS_HEATMAP_LOGITS], heatmaps,
         labels[keys.HEATMAP_WEIGHTS], alpha=config.focal_alpha,
         beta=config.focal_beta)
     heatmap_loss = _global_batch_mean(heatmap_sum, num_centers)
@@ -226,15 +269,49 @@ class MaskConverTask(base_task.Task):
         tf.reduce_sum(valid * losses_lib.per_mask_dice(*mask_args)), num_masks)
     total = (config.heatmap_weight * heatmap_loss +
              config.bce_weight * bce_loss + config.dice_weight * dice_loss)
+    losses = {HEATMAP_LOSS: heatmap_loss, BCE_LOSS: bce_loss,
+              DICE_LOSS: dice_loss}
+    if self._stuff_as_regions:
+      losses[STUFF_REGION_LOSS] = self._stuff_region_loss(labels,
+                                                          model_outputs)
+      total += config.stuff_region_weight * losses[STUFF_REGION_LOSS]
     if aux_losses:
       total += tf.add_n([tf.cast(l, tf.float32) for l in aux_losses])
-    return {TOTAL_LOSS: total, HEATMAP_LOSS: heatmap_loss, BCE_LOSS: bce_loss,
-            DICE_LOSS: dice_loss}
+    losses[TOTAL_LOSS] = total
+    return losses
+
+  @property
+  def _stuff_as_regions(self) -> bool:
+    return self.task_config.model.stuff_representation == 'region'
+
+  def _stuff_region_loss(self, labels: Mapping[str, Any],
+                         model_outputs: Mapping[str, Any]) -> tf.Tensor:
+    """BCE of the stuff region logits against each cell's stuff share.
+
+    Targets are the stride-`2**min_level` share of each cell covered by each
+    stuff class, from the target masks; cells are weighted by their share of
+    non-void pixels. Normalized by the weight of the global batch.
+    """
+    model_config = self.task_config.model
+    logits = tf.cast(model_outputs[keys.STUFF_REGION_LOGITS], tf.float32)
+    # Mask cells per region cell (2 for stride-4 masks and regions on L3).
+    factor = labels[keys.MASKS].shape[-1] // logits.shape[2]
+    targets, weights = stuff_regions.stuff_region_targets(
+        labels[keys.MASKS], labels[keys.CLASSES], labels[keys.IS_THING],
+        labels[keys.VALID], labels[keys.MASK_WEIGHTS],
+        model_config.num_thing_classes,
+        model_config.num_classes - model_config.num_thing_classes, factor)
+    per_cell = tf.reduce_sum(tf.nn.sigmoid_cross_entropy_with_logits(
+        labels=targets, logits=logits), axis=-1)
+    return _global_batch_mean(tf.reduce_sum(weights * per_cell),
+                              tf.reduce_sum(weights))
 
   def build_metrics(self, training: bool = True) -> List[tf_keras.metrics.Metric]:
     """Running means of each loss term (the total is the task's `loss`)."""
-    return [tf_keras.metrics.Mean(name, dtype=tf.float32)
-            for name in (HEATMAP_LOSS, BCE_LOSS, DICE_LOSS)]
+    names = [HEATMAP_LOSS, BCE_LOSS, DICE_LOSS]
+    if self._stuff_as_regions:
+      names.append(STUFF_REGION_LOSS)
+    return [tf_keras.metrics.Mean(name, dtype=tf.float32) for name in names]
 
   def _log_losses(self, losses: Mapping[str, tf.Tensor],
                   metrics: Optional[List[tf_keras.metrics.Metric]]
@@ -245,17 +322,53 @@ class MaskConverTask(base_task.Task):
       logs[metric.name] = metric.result()
     return logs
 
+  # ------------------------------------------------ on-device inputs ---
+
+  def prepare_inputs(self, images: tf.Tensor, labels: Mapping[str, Any],
+                     data_config: maskconver_cfg.DataConfig
+                     ) -> Tuple[tf.Tensor, Dict[str, Any]]:
+    """Normalizes the uint8 images and expands the compact labels.
+
+    Runs inside the train and validation steps (on the device, under XLA).
+
+    Args:
+      images: uint8 [batch, height, width, 3] from `build_inputs`.
+      labels: the parser's compact labels (keys.py).
+      data_config: the input's config (image dtype, heatmap weights).
+
+    Returns:
+      (normalized images in `data_config.dtype`, the labels with the dense
+      training keys of keys.py added).
+    """
+    model_config = self.task_config.model
+    dense = target_ops.dense_targets(
+        labels, num_classes=model_config.num_classes,
+        num_thing_classes=model_config.num_thing_classes,
+        min_level=model_config.min_level, max_level=model_config.max_level,
+        heatmap_ignore_fraction=data_config.parser.heatmap_ignore_fraction)
+    labels = dict(labels)
+    labels.update(dense)
+    return image_ops.normalize_images(images, data_config.dtype), labels
+
+  def _region_targets(self, labels: Mapping[str, Any]) -> Dict[str, Any]:
+    """The extra model arguments of stuff as regions (Table 7), else none."""
+    if not self._stuff_as_regions:
+      return {}
+    return {'is_thing': labels[keys.IS_THING],
+            'target_masks': labels[keys.MASKS]}
+
   # ----------------------------------------------------------- training ---
 
   def train_step(self, inputs: Tuple[Any, Any], model: tf_keras.Model,
                  optimizer: tf_keras.optimizers.Optimizer,
                  metrics: Optional[List[Any]] = None) -> Dict[str, tf.Tensor]:
     """One optimizer step with teacher forcing on ground-truth centers."""
-    images, labels = inputs
+    images, labels = self.prepare_inputs(*inputs, self.task_config.train_data)
     num_replicas = tf.distribute.get_strategy().num_replicas_in_sync
     with tf.GradientTape() as tape:
       outputs = model(images, center_indices=labels[keys.CENTER_INDICES],
-                      classes=labels[keys.CLASSES], training=True)
+                      classes=labels[keys.CLASSES], training=True,
+                      **self._region_targets(labels))
       outputs = _float_outputs(outputs)
       losses = self.build_losses(labels, outputs, aux_losses=model.losses)
       # Gradients are summed over replicas by the optimizer.
@@ -275,14 +388,17 @@ class MaskConverTask(base_task.Task):
                       metrics: Optional[List[Any]] = None
                       ) -> Dict[str, Any]:
     """Losses on ground-truth centers, plus the panoptic prediction for PQ."""
-    images, labels = inputs
+    raw_images = inputs[0]
+    images, labels = self.prepare_inputs(*inputs,
+                                         self.task_config.validation_data)
     outputs = _float_outputs(model(images, training=False))
     # The losses use the masks of the ground-truth centers, computed from this
     # forward pass's features.
     loss_outputs = dict(outputs)
     loss_outputs[keys.MASK_LOGITS] = tf.cast(
         model.masks_for_centers(outputs, labels[keys.CENTER_INDICES],
-                                labels[keys.CLASSES]), tf.float32)
+                                labels[keys.CLASSES],
+                                **self._region_targets(labels)), tf.float32)
     losses = self.build_losses(labels, loss_outputs, aux_losses=model.losses)
     logs = self._log_losses(losses, metrics)
     panoptic = self._postprocessor(outputs, tf.shape(images)[1:3])
@@ -296,10 +412,10 @@ class MaskConverTask(base_task.Task):
         keys.GT_SEGMENT_IDS: groundtruths[keys.GT_SEGMENT_IDS],
         keys.GT_SEGMENT_CLASSES: groundtruths[keys.GT_SEGMENT_CLASSES],
         keys.GT_SEGMENT_IS_CROWD: groundtruths[keys.GT_SEGMENT_IS_CROWD],
-        keys.SOURCE_ID: groundtruths[keys.SOURCE_ID],
+        keys.GT_SOURCE_ID: groundtruths[keys.GT_SOURCE_ID],
     }
     if self.task_config.allow_image_summary:
-      logs[_PANOPTIC_OUTPUTS][keys.IMAGE] = tf.cast(images, tf.float32)
+      logs[_PANOPTIC_OUTPUTS][keys.IMAGE] = raw_images
     return logs
 
   def _new_prediction_writer(
@@ -360,9 +476,7 @@ class MaskConverTask(base_task.Task):
     present = np.unique(pred_map)
     pred_segments = [{'id': int(s), 'category_id': int(classes[s - 1])}
                      for s in present if s != 0]
-    source_id = image[keys.SOURCE_ID]
-    name = (source_id.decode() if isinstance(source_id, bytes)
-            else str(source_id))
+    name = parser_lib.source_id_string(image[keys.GT_SOURCE_ID])
     state.update(gt_map, gt_segments, pred_map, pred_segments, name=name)
     if (keys.IMAGE in image and
         len(self._summary_panels) < _NUM_SUMMARY_IMAGES):
@@ -383,8 +497,7 @@ class MaskConverTask(base_task.Task):
                 for i in range(model_config.num_classes)]
     info = image[keys.IMAGE_INFO]
     content_h, content_w = np.round(info[1]).astype(np.int64)
-    pixels = preprocessing.denormalize_image(
-        image[keys.IMAGE][:content_h, :content_w])
+    pixels = np.asarray(image[keys.IMAGE][:content_h, :content_w], np.uint8)
     height, width = gt_map.shape
     pixels = np.asarray(Image.fromarray(pixels).resize(
         (width, height), Image.BILINEAR))

@@ -1,8 +1,10 @@
 r"""Parameters, FLOPs and CPU latency of MaskConver in each export format.
 
   python -m maskconver.tools.benchmark --experiment=maskconver_mnmh_coco_256 \
-      --formats=keras,saved_model,tflite_float32,tflite_fp16,tflite_dynamic,\
-tflite_int8 --num_runs=20 --warmup=3 --num_threads=1
+      --input_size=256x256 \
+      --formats=keras,saved_model,tflite_float32,tflite_dynamic,tflite_int8 \
+      [--num_threads=1,2] [--tflite_kernels=xnnpack,builtin] \
+      [--num_runs=20 --warmup=3]
 
 For each format it times, at batch 1 on one fixed random image, after
 `--warmup` untimed runs, `--num_runs` runs of
@@ -19,22 +21,35 @@ and reports the median, min and max in milliseconds. The formats:
   `postprocess` signatures), run by TensorFlow;
 * tflite_float32 / tflite_fp16 / tflite_dynamic / tflite_int8: that
   SavedModel converted by `export_tflite.convert` with quant_type none /
-  fp16 / default (dynamic range, int8 weights) / int8_full_fp32_io (int8
-  weights and activations, float input and output), run by LiteRT
-  (ai-edge-litert) when installed, else tf.lite. The int8 model calibrates
-  on random normal images (latency does not depend on the calibration; PQ
-  does: use export_tflite with validation data for a model to ship).
+  fp16 / default (dynamic range, int8 weights) / int8_full (int8 weights
+  and activations, uint8 quantized input; its merge part, all float, as
+  int8_full_fp32_io), run by LiteRT (ai-edge-litert) when installed, else
+  tf.lite. The int8 model calibrates on random normal images (latency does
+  not depend on the calibration; PQ does: use export_tflite with validation
+  data for a model to ship).
 
-Without --checkpoint_path the weights are random, which is fine for latency
+Every TFLite format runs with each kernel set of `--tflite_kernels`
+(`xnnpack`: the default XNNPACK delegate; `builtin`: TFLite's own kernels,
+no delegate) and each thread count of `--num_threads`; TensorFlow (keras,
+saved_model) runs with the first thread count. With a single (kernels,
+threads) pair a TFLite row is named after its format, else
+`<format>:<kernels>:<threads>t`.
+
+With --checkpoint_path the model holds the checkpoint's moving-average (EMA)
+weights when it has them (--nouse_ema: the raw ones); the table's `weights`
+line says which. Without it the weights are random, which is fine for latency
 (the post-processing time depends on how many detections pass the score
-threshold; random weights give an arbitrary number of them). `--num_threads`
-sets TensorFlow's intra- and inter-op threads and the TFLite interpreter's.
-FLOPs count one multiply-add as one FLOP (maskconver.tools.model_stats).
+threshold; random weights give an arbitrary number of them). FLOPs count
+one multiply-add as one FLOP (maskconver.tools.model_stats). Other jobs on
+the machine move absolute times; compare within one run (the ratios).
 
 Prints a table and, on its LAST line, one JSON object with the experiment,
-input size, machine, params, FLOPs and {format: {part: {median_ms, min_ms,
-max_ms}}} (or {format: {"error": message}} if a format failed), plus the
-int8 / float32 latency ratios.
+input size, machine, params, FLOPs and {row: {part: {median_ms, min_ms,
+max_ms}}} (or {row: {"error": message}} if a format failed), the ratio of
+every row's medians to those of tflite_float32 with the same kernels and
+threads (`ratio_to_tflite_float32`; TensorFlow rows against the first
+pair), the merge's share of each row's total (`merge_share`) and, as
+before, `int8_float_ratio` (tflite_int8 / tflite_float32, first pair).
 """
 
 import json
@@ -68,8 +83,9 @@ TFLITE_QUANT_TYPES = {
     'tflite_float32': None,
     'tflite_fp16': 'fp16',
     'tflite_dynamic': 'default',
-    'tflite_int8': 'int8_full_fp32_io',
+    'tflite_int8': 'int8_full',
 }
+TFLITE_KERNELS = ('xnnpack', 'builtin')
 PARTS = ('network', 'postprocess', 'total')
 # Signature of each part in the benchmark's SavedModel.
 _SIGNATURES = {'total': 'tflite', 'network': 'network',
@@ -100,12 +116,20 @@ def define_flags() -> None:
   flags.DEFINE_string('checkpoint_path', None,
                       'Checkpoint prefix or directory; default: random '
                       'weights.')
+  if 'use_ema' not in FLAGS:
+    flags.DEFINE_boolean('use_ema', True,
+                         'With --checkpoint_path: the moving-average (EMA) '
+                         'weights when the checkpoint has them.')
   flags.DEFINE_list('formats', list(FORMATS),
                     f'Comma-separated formats among {", ".join(FORMATS)}.')
   flags.DEFINE_integer('num_runs', 20, 'Timed runs per part and format.')
   flags.DEFINE_integer('warmup', 3, 'Untimed runs before timing.')
-  flags.DEFINE_integer('num_threads', 1,
-                       'CPU threads of TensorFlow and of the TFLite runtime.')
+  flags.DEFINE_list('num_threads', ['1'],
+                    'CPU thread counts of the TFLite runtime (each is timed); '
+                    'TensorFlow uses the first.')
+  flags.DEFINE_list('tflite_kernels', ['xnnpack'],
+                    'TFLite kernel sets to time: xnnpack (default delegate) '
+                    'and / or builtin (no delegate).')
   flags.DEFINE_string('work_dir', None,
                       'Where to keep the SavedModel and .tflite files; '
                       'default: a temporary directory, deleted afterwards.')
@@ -179,12 +203,27 @@ def _saved_model_parts(saved_model_dir: str, image: np.ndarray,
   }
 
 
-def _tflite_parts(saved_model_dir: str, quant_type: Optional[str],
-                  work_dir: str, name: str, image: np.ndarray,
-                  network_outputs: Mapping[str, np.ndarray],
-                  postprocess_calibration: List[Dict[str, np.ndarray]],
-                  num_threads: int) -> Dict[str, Callable[[], Any]]:
-  """Converts the three signatures and returns their timed calls."""
+def _quantized_feed(runner: Any, feed: Mapping[str, np.ndarray]
+                    ) -> Dict[str, np.ndarray]:
+  """Feeds float values to integer inputs with their quantization."""
+  details = runner.get_input_details()
+  quantized = {}
+  for name, value in feed.items():
+    dtype = np.dtype(details[name]['dtype'])
+    scale, zero_point = details[name]['quantization']
+    if dtype.kind in 'iu' and value.dtype.kind == 'f' and scale:
+      limits = np.iinfo(dtype)
+      value = np.clip(np.round(value / scale + zero_point), limits.min,
+                      limits.max).astype(dtype)
+    quantized[name] = value
+  return quantized
+
+
+def _tflite_models(saved_model_dir: str, quant_type: Optional[str],
+                   work_dir: str, name: str, image: np.ndarray,
+                   postprocess_calibration: List[Dict[str, np.ndarray]]
+                   ) -> Dict[str, bytes]:
+  """Converts the three signatures: {part: TFLite model}."""
   image_calibration = export_tflite.random_calibration_dataset(
       image.shape, _CALIBRATION_STEPS)
   calibration = {
@@ -192,36 +231,68 @@ def _tflite_parts(saved_model_dir: str, quant_type: Optional[str],
       'total': image_calibration,
       'postprocess': lambda: iter([dict(d) for d in postprocess_calibration]),
   }
-  inputs = {'network': {'inputs': image}, 'total': {'inputs': image},
-            'postprocess': _postprocess_inputs(network_outputs)}
-  parts = {}
+  models = {}
   for part, signature in _SIGNATURES.items():
+    part_quant_type = quant_type
+    if part == 'postprocess' and quant_type == 'int8_full':
+      # The merge stays float in every int8 type; its inputs are no image.
+      part_quant_type = 'int8_full_fp32_io'
     start = time.perf_counter()
     model = export_tflite.convert(
-        saved_model_dir, quant_type,
+        saved_model_dir, part_quant_type,
         calibration[part] if quant_type and quant_type.startswith('int8')
         else None, signature_key=signature)
     logging.info('%s %s: converted in %.1f s, %.2f MB', name, part,
                  time.perf_counter() - start, len(model) / 1e6)
     export_tflite.write_atomic(os.path.join(work_dir, f'{name}_{part}.tflite'),
                                model)
-    runner = export_tflite.make_interpreter(
-        model, num_threads=num_threads).get_signature_runner(signature)
-    parts[part] = (lambda runner=runner, feed=inputs[part]: runner(**feed))
+    models[part] = model
+  return models
+
+
+def _tflite_parts(models: Mapping[str, bytes], kernels: str,
+                  num_threads: int, image: np.ndarray,
+                  network_outputs: Mapping[str, np.ndarray]
+                  ) -> Dict[str, Callable[[], Any]]:
+  """The timed calls of converted models with a kernel set and threads."""
+  inputs = {'network': {'inputs': image}, 'total': {'inputs': image},
+            'postprocess': _postprocess_inputs(network_outputs)}
+  parts = {}
+  for part, signature in _SIGNATURES.items():
+    interpreter = export_tflite.make_interpreter(
+        models[part], num_threads=num_threads,
+        use_xnnpack=kernels == 'xnnpack')
+    runner = interpreter.get_signature_runner(signature)
+    feed = _quantized_feed(runner, inputs[part])
+    parts[part] = (lambda runner=runner, feed=feed: runner(**feed))
   return parts
 
 
+def row_name(name: str, kernels: str, num_threads: int,
+             single_config: bool) -> str:
+  """A TFLite row's name (module doc)."""
+  return name if single_config else f'{name}:{kernels}:{num_threads}t'
+
+
 def benchmark(params: Any, input_size: Sequence[int], formats: Sequence[str],
-              num_runs: int, warmup: int, num_threads: int, work_dir: str,
-              checkpoint_path: Optional[str] = None) -> Dict[str, Any]:
+              num_runs: int, warmup: int, num_threads: Sequence[int],
+              work_dir: str, checkpoint_path: Optional[str] = None,
+              use_ema: bool = True,
+              tflite_kernels: Sequence[str] = ('xnnpack',)
+              ) -> Dict[str, Any]:
   """Measures every format; see the module doc for the result."""
+  if isinstance(num_threads, int):
+    num_threads = [num_threads]
+  configs = [(k, t) for k in tflite_kernels for t in num_threads]
+  single = len(configs) == 1
   height, width = input_size
   module = export_module.MaskConverModule(
       params, batch_size=1, input_image_size=[height, width],
       input_type='tflite')
+  weights = 'random'
   if checkpoint_path:
-    tf.train.Checkpoint(model=module.model).read(
-        checkpoint_path).expect_partial().assert_existing_objects_matched()
+    weights = experiment_loading.restore_model_weights(
+        module.model, checkpoint_path, use_ema=use_ema).description
   rng = np.random.default_rng(0)
   image = rng.standard_normal([1, height, width, 3]).astype(np.float32)
   network_outputs = _numpy(module.network(tf.constant(image)))
@@ -231,9 +302,12 @@ def benchmark(params: Any, input_size: Sequence[int], formats: Sequence[str],
       for _ in range(_CALIBRATION_STEPS)]
   result = {
       'input_size': [height, width],
-      'machine': dict(machine_info(), num_threads=num_threads),
+      'weights': weights,
+      'machine': dict(machine_info(), num_threads=list(num_threads),
+                      tflite_kernels=list(tflite_kernels)),
       'params': module.model.count_params(),
       'flops': model_stats.count_flops(module.model, height, width),
+      'merge_method': module.postprocessor.merge_method,
       'detections_above_threshold': int(np.sum(
           network_outputs[keys.DETECTED_SCORES] >=
           module.postprocessor.score_threshold)),
@@ -249,22 +323,42 @@ def benchmark(params: Any, input_size: Sequence[int], formats: Sequence[str],
     logging.info('Benchmarking %s', name)
     try:
       if name == 'keras':
-        parts = _keras_parts(module, image, network_outputs)
+        runs = {name: _keras_parts(module, image, network_outputs)}
       elif name == 'saved_model':
-        parts = _saved_model_parts(saved_model_dir, image, network_outputs)
+        runs = {name: _saved_model_parts(saved_model_dir, image,
+                                         network_outputs)}
       else:
-        parts = _tflite_parts(saved_model_dir, TFLITE_QUANT_TYPES[name],
-                              work_dir, name, image, network_outputs,
-                              postprocess_calibration, num_threads)
+        models = _tflite_models(saved_model_dir, TFLITE_QUANT_TYPES[name],
+                                work_dir, name, image,
+                                postprocess_calibration)
+        runs = {row_name(name, kernels, threads, single): _tflite_parts(
+            models, kernels, threads, image, network_outputs)
+                for kernels, threads in configs}
     except (ValueError, RuntimeError) as e:
       # A format that cannot be built is reported, the others still run.
       logging.error('%s failed: %s', name, e)
       result['latency'][name] = {'error': str(e).splitlines()[0]}
       continue
-    result['latency'][name] = {
-        part: time_runs(parts[part], num_runs, warmup) for part in PARTS}
-  result['int8_float_ratio'] = latency_ratios(result['latency'],
-                                              'tflite_int8', 'tflite_float32')
+    for row, parts in runs.items():
+      result['latency'][row] = {
+          part: time_runs(parts[part], num_runs, warmup) for part in PARTS}
+  result['ratio_to_tflite_float32'] = {}
+  for row in result['latency']:
+    base = 'tflite_float32'
+    if ':' in row:
+      base = 'tflite_float32:' + row.split(':', 1)[1]
+    elif not row.startswith('tflite_') and not single:
+      base = row_name('tflite_float32', *configs[0], single)
+    ratio = latency_ratios(result['latency'], row, base)
+    if ratio:
+      result['ratio_to_tflite_float32'][row] = ratio
+  result['merge_share'] = {
+      row: parts['postprocess']['median_ms'] / parts['total']['median_ms']
+      for row, parts in result['latency'].items() if 'error' not in parts}
+  first = configs[0]
+  result['int8_float_ratio'] = latency_ratios(
+      result['latency'], row_name('tflite_int8', *first, single),
+      row_name('tflite_float32', *first, single))
   return result
 
 
@@ -280,31 +374,63 @@ def latency_ratios(latency: Mapping[str, Any], numerator: str,
 
 def format_table(result: Mapping[str, Any]) -> str:
   """The human-readable report."""
+  machine = result['machine']
+  threads = machine['num_threads']
+  threads = threads if isinstance(threads, list) else [threads]
   lines = [
       f'experiment   {result.get("experiment")}',
       f'input size   {result["input_size"][0]}x{result["input_size"][1]}',
-      f'machine      {result["machine"]["cpu"]}, '
-      f'{result["machine"]["cpu_count"]} CPUs, '
-      f'{result["machine"]["num_threads"]} thread(s) used',
+      f'weights      {result.get("weights", "random")}',
+      f'machine      {machine["cpu"]}, {machine["cpu_count"]} CPUs, '
+      f'{",".join(str(t) for t in threads)} thread(s) used',
       f'params       {result["params"] / 1e6:.2f} M',
       f'FLOPs        {result["flops"] / 1e9:.2f} B (multiply-adds, network)',
       '',
-      f'{"format":<16}' + ''.join(
-          f'{part + " ms (med/min/max)":>30}' for part in PARTS),
+      f'{"format":<30}' + ''.join(
+          f'{part + " ms (med/min/max)":>30}' for part in PARTS) +
+      f'{"merge %":>9}{"/ tflite_float32":>18}',
   ]
+  ratios = result.get('ratio_to_tflite_float32') or {}
+  shares = result.get('merge_share') or {}
   for name, parts in result['latency'].items():
     if 'error' in parts:
-      lines.append(f'{name:<16}  failed: {parts["error"]}')
+      lines.append(f'{name:<30}  failed: {parts["error"]}')
       continue
-    lines.append(f'{name:<16}' + ''.join(
-        f'{p["median_ms"]:>14.1f} /{p["min_ms"]:>6.1f} /{p["max_ms"]:>6.1f}'
-        for p in (parts[part] for part in PARTS)))
+    ratio = ratios.get(name)
+    lines.append(
+        f'{name:<30}' + ''.join(
+            f'{p["median_ms"]:>14.1f} /{p["min_ms"]:>6.1f} /'
+            f'{p["max_ms"]:>6.1f}' for p in (parts[part] for part in PARTS)) +
+        (f'{100 * shares[name]:>8.0f}%' if name in shares else ' ' * 9) +
+        (f'{ratio["total"]:>18.2f}' if ratio else ''))
   ratio = result.get('int8_float_ratio')
   if ratio:
     lines.append('')
     lines.append('int8 / float32 latency: ' + ', '.join(
         f'{part} {value:.2f}' for part, value in ratio.items()))
   return '\n'.join(lines)
+
+
+def parse_threads(values: Sequence[str]) -> List[int]:
+  """Checks the --num_threads list; errors name the flag."""
+  try:
+    threads = [int(v) for v in values]
+  except ValueError as e:
+    raise app.UsageError(f'--num_threads must be positive integers, got '
+                         f'{list(values)}') from e
+  if not threads or min(threads) <= 0:
+    raise app.UsageError(f'--num_threads must be positive integers, got '
+                         f'{list(values)}')
+  return threads
+
+
+def parse_kernels(values: Sequence[str]) -> List[str]:
+  """Checks the --tflite_kernels list; errors name the flag."""
+  unknown = [v for v in values if v not in TFLITE_KERNELS]
+  if unknown or not values:
+    raise app.UsageError(f'--tflite_kernels: unknown kernel set(s) {unknown}; '
+                         f'choose from {", ".join(TFLITE_KERNELS)}')
+  return list(values)
 
 
 def parse_formats(formats: Sequence[str]) -> List[str]:
@@ -322,10 +448,10 @@ def main(argv: Sequence[str]) -> Optional[int]:
   formats = parse_formats(FLAGS.formats)
   if FLAGS.num_runs <= 0 or FLAGS.warmup < 0:
     raise app.UsageError('--num_runs must be positive and --warmup >= 0')
-  if FLAGS.num_threads <= 0:
-    raise app.UsageError('--num_threads must be positive')
-  tf.config.threading.set_intra_op_parallelism_threads(FLAGS.num_threads)
-  tf.config.threading.set_inter_op_parallelism_threads(FLAGS.num_threads)
+  num_threads = parse_threads(FLAGS.num_threads)
+  tflite_kernels = parse_kernels(FLAGS.tflite_kernels)
+  tf.config.threading.set_intra_op_parallelism_threads(num_threads[0])
+  tf.config.threading.set_inter_op_parallelism_threads(num_threads[0])
   params = export_saved_model.load_params(
       FLAGS.experiment, FLAGS.config_file, FLAGS.params_override or '')
   try:
@@ -339,8 +465,8 @@ def main(argv: Sequence[str]) -> Optional[int]:
   with tempfile.TemporaryDirectory() as temporary:
     work_dir = FLAGS.work_dir or temporary
     result = benchmark(params, input_size, formats, FLAGS.num_runs,
-                       FLAGS.warmup, FLAGS.num_threads, work_dir,
-                       checkpoint_path)
+                       FLAGS.warmup, num_threads, work_dir,
+                       checkpoint_path, FLAGS.use_ema, tflite_kernels)
   result = dict(experiment=FLAGS.experiment, **result)
   print(format_table(result))
   sys.stdout.flush()

@@ -8,7 +8,12 @@ Usage:
 
 Prints PQ, SQ, RQ (x100) and the number of categories for All, Things and
 Stuff, as panopticapi does, and optionally writes the full result (fractions,
-per-class counts) as JSON.
+per-class counts) as JSON. Predictions of images absent from the ground truth
+are ignored with a warning naming them, as panopticapi ignores them; any
+other inconsistency (a ground-truth image without prediction, a segment in a
+PNG but not in its JSON or the reverse, PNGs of different sizes, an unknown
+category id) is an error naming the files, image and segment. Exit status: 0
+on success, 1 on an error.
 """
 
 import os
@@ -85,7 +90,8 @@ def main(argv: Sequence[str]) -> None:
     sys.exit(1)
   try:
     result = panoptic_quality.evaluate_coco_panoptic(
-        _GT_JSON.value, _GT_FOLDER.value, _PRED_JSON.value, _PRED_FOLDER.value)
+        _GT_JSON.value, _GT_FOLDER.value, _PRED_JSON.value, _PRED_FOLDER.value,
+        warn=lambda message: print(f'warning: {message}', file=sys.stderr))
   except panoptic_quality.PanopticFormatError as e:
     print(f'error: {e}', file=sys.stderr)
     sys.exit(1)

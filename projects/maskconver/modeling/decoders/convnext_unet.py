@@ -7,8 +7,17 @@ import tf_keras
 
 from maskconver.modeling.layers import convnext_block
 from maskconver.modeling.layers import initializers
+from maskconver.ops import resize_ops
 
 
+
+
+def _spatial_size(reference: tf.Tensor):
+  """[height, width] of `reference`: static ints when known."""
+  static = reference.shape[1:3].as_list()
+  if None in static:
+    return tf.shape(reference)[1:3]
+  return static
 
 
 def _layer_norm(name: str) -> tf_keras.layers.Layer:
@@ -24,9 +33,7 @@ class ResizeNearestLike(tf_keras.layers.Layer):
   """
 
   def call(self, inputs: tf.Tensor, reference: tf.Tensor) -> tf.Tensor:
-    size = tf.shape(reference)[1:3]
-    return tf.cast(tf.image.resize(inputs, size, method='nearest'),
-                   inputs.dtype)
+    return resize_ops.nearest_resize(inputs, _spatial_size(reference))
 
 
 @tf_keras.utils.register_keras_serializable(package='maskconver')
@@ -42,9 +49,13 @@ class ConvNeXtUNet(tf_keras.Model):
 
   which is the structure of Model Garden's `resnet_unet` top-down path, here
   as a decoder over any backbone's endpoints so that N, D and SE are
-  configurable per level. Levels above the coarsest backbone level, up to
-  `max_level` (L6, L7), come from stride-2 7x7 depthwise convs + LayerNorm.
-  The MaskConver R50 recipe uses N = [18, 1, 1], D = [384, 384, 384], SE on.
+  configurable per level. With `output_num_filters` > 0, each of those levels
+  is then projected by LN(conv1x1(x_l, output_num_filters)), so that heads
+  shared across levels see one width whatever D is (the paper's
+  D = [768, 384, 192] ablation). Levels above the coarsest backbone level, up
+  to `max_level` (L6, L7), come from stride-2 7x7 depthwise convs + LayerNorm
+  of the (projected) coarsest level. The MaskConver R50 recipe uses
+  N = [18, 1, 1], D = [384, 384, 384], SE on, no projection.
   """
 
   def __init__(self,
@@ -58,6 +69,7 @@ class ConvNeXtUNet(tf_keras.Model):
                se_ratio: float = 0.0625,
                layer_scale_init_value: float = 1e-6,
                drop_path_rate: float = 0.0,
+               output_num_filters: int = 0,
                **kwargs):
     """Initializes the decoder.
 
@@ -75,6 +87,8 @@ class ConvNeXtUNet(tf_keras.Model):
       layer_scale_init_value: initial layer scale of the blocks.
       drop_path_rate: stochastic depth rate, growing linearly over blocks to
         this value.
+      output_num_filters: channels every output level is projected to; 0
+        keeps D per level.
       **kwargs: passed to the Model.
     """
     num_levels = backbone_max_level - min_level + 1
@@ -82,6 +96,9 @@ class ConvNeXtUNet(tf_keras.Model):
       raise ValueError(
           f'num_blocks {list(num_blocks)} and num_filters {list(num_filters)} '
           f'need one entry per level {backbone_max_level}..{min_level}')
+    if output_num_filters < 0:
+      raise ValueError(
+          f'output_num_filters must be >= 0, got {output_num_filters}')
     if max_level < backbone_max_level:
       raise ValueError(f'max_level ({max_level}) must be >= '
                        f'backbone_max_level ({backbone_max_level})')
@@ -101,6 +118,7 @@ class ConvNeXtUNet(tf_keras.Model):
         'se_ratio': se_ratio,
         'layer_scale_init_value': layer_scale_init_value,
         'drop_path_rate': drop_path_rate,
+        'output_num_filters': output_num_filters,
     }
     inputs = {
         str(l): tf_keras.Input(shape=input_specs[str(l)][1:], name=f'l{l}')
@@ -134,6 +152,13 @@ class ConvNeXtUNet(tf_keras.Model):
         block_index += 1
       outputs[str(level)] = x
 
+    if output_num_filters:
+      for level in levels:
+        x = tf_keras.layers.Conv2D(
+            output_num_filters, 1, use_bias=False,
+            kernel_initializer=initializers.truncated_normal(),
+            name=f'output_l{level}')(outputs[str(level)])
+        outputs[str(level)] = _layer_norm(f'output_norm_l{level}')(x)
     x = outputs[str(backbone_max_level)]
     for level in range(backbone_max_level + 1, max_level + 1):
       x = tf_keras.layers.DepthwiseConv2D(

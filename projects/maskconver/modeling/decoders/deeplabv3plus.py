@@ -8,6 +8,8 @@ import tf_keras
 from official.modeling import tf_utils
 from official.vision.modeling.decoders import aspp
 
+from maskconver.ops import resize_ops
+
 
 @tf_keras.utils.register_keras_serializable(package='maskconver')
 class ResizeBilinearLike(tf_keras.layers.Layer):
@@ -18,9 +20,10 @@ class ResizeBilinearLike(tf_keras.layers.Layer):
   """
 
   def call(self, inputs: tf.Tensor, reference: tf.Tensor) -> tf.Tensor:
-    size = tf.shape(reference)[1:3]
-    return tf.cast(tf.image.resize(inputs, size, method='bilinear'),
-                   inputs.dtype)
+    size = reference.shape[1:3].as_list()
+    if None in size:
+      size = tf.shape(reference)[1:3]
+    return resize_ops.bilinear_resize(inputs, size)
 
 
 @tf_keras.utils.register_keras_serializable(package='maskconver')

@@ -1,12 +1,13 @@
 """Mask feature head: decoder levels fused at stride 4, then a light head."""
 
-from typing import Any, Dict, Mapping, Sequence
+from typing import Any, Dict, Mapping, Optional, Sequence
 
 import tensorflow as tf
 import tf_keras
 
 from maskconver.modeling.layers import head_block
 from maskconver.modeling.layers import initializers
+from maskconver.ops import resize_ops
 
 
 
@@ -26,7 +27,7 @@ class MaskFeatureHead(tf_keras.layers.Layer):
                num_blocks: int = 1,
                num_filters: int = 256,
                block_type: str = 'light',
-               kernel_size: int = 7,
+               kernel_size: Optional[int] = None,
                output_stride: int = 4,
                **kwargs):
     """Initializes the head.
@@ -37,8 +38,9 @@ class MaskFeatureHead(tf_keras.layers.Layer):
       embedding_size: output channels (C_embd).
       num_blocks: number of head blocks after the fusion.
       num_filters: channels of the head blocks.
-      block_type: 'light' or 'conv' (see HeadBlock).
-      kernel_size: spatial kernel size of the head blocks.
+      block_type: 'light', 'conv' or 'separable_bn' (see HeadBlock).
+      kernel_size: spatial kernel size of the head blocks; None: the block
+        type's default (7 light, 3 conv).
       output_stride: stride of the output, a power of two <= 2**min(levels).
       **kwargs: passed to the Layer.
     """
@@ -75,14 +77,16 @@ class MaskFeatureHead(tf_keras.layers.Layer):
       stride `output_stride` relative to the input image.
     """
     finest = min(self.levels)
-    finest_shape = tf.shape(features[str(finest)])
+    finest_shape = features[str(finest)].shape.as_list()
+    if None in finest_shape[1:3]:
+      finest_shape = tf.shape(features[str(finest)])
     factor = 2**finest // self.output_stride
     size = [finest_shape[1] * factor, finest_shape[2] * factor]
     fused = None
     for level in self.levels:
       x = features[str(level)]
       if level != finest or factor != 1:
-        x = tf.cast(tf.image.resize(x, size, method='bilinear'), x.dtype)
+        x = resize_ops.bilinear_resize(x, size)
       fused = x if fused is None else fused + x
     x = fused
     for block in self._blocks:

@@ -1,6 +1,6 @@
 """A dense prediction head shared across pyramid levels."""
 
-from typing import Any, Dict, Mapping
+from typing import Any, Dict, Mapping, Optional
 
 import tensorflow as tf
 import tf_keras
@@ -26,7 +26,7 @@ class MultiLevelHead(tf_keras.layers.Layer):
                num_blocks: int = 2,
                num_filters: int = 256,
                block_type: str = 'light',
-               kernel_size: int = 7,
+               kernel_size: Optional[int] = None,
                bias_init_value: float = 0.0,
                **kwargs):
     """Initializes the head.
@@ -37,8 +37,9 @@ class MultiLevelHead(tf_keras.layers.Layer):
       max_level: highest pyramid level the head runs on.
       num_blocks: number of head blocks before the output conv.
       num_filters: channels of the head blocks.
-      block_type: 'light' or 'conv' (see HeadBlock).
-      kernel_size: spatial kernel size of the head blocks.
+      block_type: 'light', 'conv' or 'separable_bn' (see HeadBlock).
+      kernel_size: spatial kernel size of the head blocks; None: the block
+        type's default (7 light, 3 conv).
       bias_init_value: initial bias of the output conv.
       **kwargs: passed to the Layer.
     """

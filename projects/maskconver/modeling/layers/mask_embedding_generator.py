@@ -71,6 +71,19 @@ class MaskEmbeddingGenerator(tf_keras.layers.Layer):
     flat = level_utils.flatten_levels(center_embeddings, self.min_level,
                                       self.max_level)
     x = tf.gather(flat, tf.cast(center_indices, tf.int32), batch_dims=1)
+    return self.embed(x, classes)
+
+  def embed(self, embeddings: tf.Tensor, classes: tf.Tensor) -> tf.Tensor:
+    """Mask embeddings of given center (or region-pooled) embeddings.
+
+    Args:
+      embeddings: float [batch, K, embedding_size].
+      classes: int32 [batch, K], class of each.
+
+    Returns:
+      float [batch, K, embedding_size]: class embedding added, then the MLP.
+    """
+    x = embeddings
     if self._class_embedding is not None:
       x = x + tf.cast(self._class_embedding(tf.cast(classes, tf.int32)),
                       x.dtype)

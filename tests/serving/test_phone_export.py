@@ -1,0 +1,136 @@
+"""The deployable TFLite model: uint8 pixels in, metadata, int8 that pays."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from maskconver import keys
+from maskconver.serving import export_module
+from maskconver.serving import export_saved_model
+from maskconver.serving import export_tflite
+from maskconver.serving import tflite_metadata
+
+_MAPS = (keys.PANOPTIC_SEGMENT_MAP, keys.CATEGORY_MASK, keys.INSTANCE_MASK)
+
+
+@pytest.fixture(scope='module')
+def uint8_export(tiny_module, tmp_path_factory):
+  directory = str(tmp_path_factory.mktemp('uint8') / 'saved_model')
+  return export_saved_model.save_module(
+      tiny_module, {'tflite_uint8': 'serving_default'}, directory)
+
+
+@pytest.fixture(scope='module')
+def pixels(test_image):
+  """The test image as the app feeds it: 64 px wide, padded to 64x64."""
+  scaled = tf.image.resize(test_image, [38, 64]).numpy()
+  image = np.empty((1, 64, 64, 3), np.uint8)
+  image[:] = [124, 116, 104]
+  image[0, :38] = np.round(scaled)
+  return image
+
+
+def test_uint8_signature_normalizes_inside(uint8_export, tiny_module, pixels):
+  specs = export_tflite.signature_input_specs(uint8_export)
+  assert specs['inputs'].dtype == tf.uint8
+  assert specs['inputs'].shape == [1, 64, 64, 3]
+  model = export_tflite.convert(uint8_export)
+  runner = export_tflite.make_interpreter(model).get_signature_runner(
+      'serving_default')
+  assert runner.get_input_details()['inputs']['dtype'] == np.uint8
+  lite = runner(inputs=pixels)
+  # The same as the float path fed the normalized pixels.
+  normalized = (pixels.astype(np.float32) - np.float32([123.675, 116.28,
+                                                        103.53])) / np.float32(
+                                                            [58.395, 57.12,
+                                                             57.375])
+  eager = tiny_module.serve_normalized(tf.constant(normalized))
+  assert sorted(lite) == sorted(export_module.OUTPUT_KEYS)
+  for key in _MAPS:
+    # Float rounding of the normalization and of TFLite's kernels can move
+    # a pixel on a mask boundary; 99.5% of the 4096 pixels agree.
+    assert np.mean(lite[key] == eager[key].numpy()) >= 0.995, key
+  assert np.sum(eager[keys.SEGMENT_CLASSES_OUT].numpy() >= 0) >= 1
+
+
+def test_metadata_describes_the_model_and_round_trips(uint8_export, pixels):
+  model = export_tflite.convert(uint8_export)
+  assert tflite_metadata.read_metadata(model) is None
+  labels = [{'id': i, 'name': f'shape{i}', 'isthing': i < 4,
+             'category_id': 10 + i} for i in range(7)]
+  described = export_tflite.with_metadata(model, 7, 4, labels)
+  metadata = tflite_metadata.read_metadata(described)
+  assert metadata['format'] == tflite_metadata.FORMAT
+  assert metadata['input']['dtype'] == 'uint8'
+  assert metadata['input']['shape'] == [1, 64, 64, 3]
+  assert metadata['input']['normalization']['inside_model']
+  assert metadata['input']['normalization']['mean'] == [123.675, 116.28,
+                                                        103.53]
+  assert metadata['outputs'][keys.PANOPTIC_SEGMENT_MAP]['shape'] == [1, 64,
+                                                                     64]
+  assert metadata['outputs'][keys.SEGMENT_CLASSES_OUT]['shape'] == [1, 6]
+  assert metadata['outputs'][keys.SEGMENT_IS_THING_OUT]['dtype'] == 'bool'
+  assert [l['name'] for l in metadata['labels']] == [
+      f'shape{i}' for i in range(7)]
+  assert (metadata['num_classes'], metadata['num_thing_classes'],
+          metadata['void_class']) == (7, 4, keys.VOID_CLASS)
+  # Written again, the entry is replaced, not repeated; the graph runs as
+  # before.
+  again = export_tflite.with_metadata(described, 7, 4)
+  assert tflite_metadata.read_metadata(again)['labels'][0]['name'] == (
+      'class_0')
+  run = lambda m: export_tflite.make_interpreter(m).get_signature_runner(
+      'serving_default')(inputs=pixels)
+  for key, value in run(model).items():
+    np.testing.assert_array_equal(run(again)[key], value, err_msg=key)
+
+
+@pytest.mark.slow
+def test_int8_full_takes_raw_pixels_and_keeps_the_merge_float(
+    uint8_export, tiny_params, val_records, pixels):
+  params = tiny_params.replace(
+      task={'validation_data': {'input_path': val_records}})
+  calibration = export_tflite.calibration_dataset(
+      params, [1, 64, 64, 3], 3, tf.uint8)
+  first = next(iter(calibration()))[0]
+  assert first.dtype == np.uint8 and first.shape == (1, 64, 64, 3)
+  model = export_tflite.convert(uint8_export, 'int8_full', calibration)
+  interpreter = export_tflite.make_interpreter(model)
+  runner = interpreter.get_signature_runner('serving_default')
+  detail = runner.get_input_details()['inputs']
+  # Raw pixels: uint8 without quantization parameters.
+  assert detail['dtype'] == np.uint8 and detail['quantization'] == (0.0, 0)
+  outputs = runner(inputs=pixels)
+  for key in _MAPS:
+    assert outputs[key].dtype == np.int32 and outputs[key].shape == (1, 64,
+                                                                     64)
+  tensors = {t['index']: t for t in interpreter.get_tensor_details()}
+  types = {}
+  for op in interpreter._get_ops_details():  # pylint: disable=protected-access
+    types.setdefault(op['op_name'], set()).add(
+        np.dtype(tensors[op['inputs'][0]]['dtype']).name)
+  assert types['CONV_2D'] == {'int8'}
+  assert types['ARG_MAX'] == {'float32'}   # the merge stays float
+
+
+@pytest.mark.slow
+def test_export_tflite_cli_writes_labels(uint8_export, val_records, serving,
+                                         tmp_path):
+  label_map = os.path.join(os.path.dirname(val_records), 'val_label_map.json')
+  path = str(tmp_path / 'model.tflite')
+  result = serving.run_module('maskconver.serving.export_tflite', [
+      f'--saved_model_dir={uint8_export}', f'--tflite_path={path}',
+      f'--experiment={serving.experiment}',
+      f'--params_override={serving.override_flag}',
+      f'--label_map={label_map}'])
+  assert result.returncode == 0, result.stderr
+  assert 'with metadata' in result.stdout
+  with open(path, 'rb') as f:
+    metadata = tflite_metadata.read_metadata(f.read())
+  with open(label_map, encoding='utf-8') as f:
+    names = [c['name'] for c in json.load(f)['classes']]
+  assert [l['name'] for l in metadata['labels']] == names
+  assert [l['isthing'] for l in metadata['labels']] == [True] * 4 + [False] * 3

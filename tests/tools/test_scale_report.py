@@ -1,0 +1,42 @@
+"""`python -m maskconver.tools.scale_report` on the synthetic recipe."""
+
+import json
+import os
+import subprocess
+import sys
+
+ROOT = os.path.join(os.path.dirname(__file__), os.pardir, os.pardir)
+
+
+def test_scale_report_prints_the_table_and_json():
+  result = subprocess.run(
+      [sys.executable, '-m', 'maskconver.tools.scale_report',
+       '--experiment=maskconver_synthetic', '--global_batch_size=32',
+       '--config_file=tests/training/tiny_maskconver.yaml',
+       '--num_examples=2', '--steps_per_second=1,3', '--source_size=128'],
+      capture_output=True, text=True, cwd=ROOT, timeout=600, check=False)
+  assert result.returncode == 0, result.stderr[-3000:]
+  report = json.loads(result.stdout.strip().splitlines()[-1])
+  # The tiny test model: 64x64 uint8 image; labels: 16x16 uint8 slot map +
+  # 8x8 uint8 ignore counts + 16 slots x 20 B + 4 B (hand count, K = 16).
+  assert report['bytes_per_example'] == {
+      'image': 64 * 64 * 3, 'labels': 256 + 64 + 16 * 20 + 4,
+      'total': 64 * 64 * 3 + 644}
+  assert report['bytes_per_step'] == 32 * (64 * 64 * 3 + 644)
+  cpu_ms = report['host_cpu_ms_per_example']
+  assert cpu_ms > 0
+  # Cores = steps/s x batch x CPU seconds per example.
+  assert report['host_cores_needed']['3.0'] == round(3 * 32 * cpu_ms / 1e3, 1)
+  assert report['train_flops_per_example'] == (
+      3 * report['forward_flops_per_example'])
+  assert report['xla_compile_s'] > 0
+  assert 'wire bytes / example' in result.stdout
+
+
+def test_scale_report_names_a_bad_flag():
+  result = subprocess.run(
+      [sys.executable, '-m', 'maskconver.tools.scale_report',
+       '--experiment=no_such_recipe', '--skip_compile'],
+      capture_output=True, text=True, cwd=ROOT, timeout=300, check=False)
+  assert result.returncode != 0
+  assert '--experiment=no_such_recipe' in result.stderr
