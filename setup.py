@@ -31,8 +31,8 @@ setuptools.setup(
         'pyyaml>=6',
     ],
     extras_require={
-        'test': ['pytest>=8', 'pytest-timeout>=2.3', 'hotcoco>=1.3',
-                 'ai-edge-litert>=1.2'],
+        'test': ['pytest>=8', 'pytest-timeout>=2.3', 'pytest-xdist>=3.5',
+                 'hotcoco>=1.3', 'ai-edge-litert>=1.2'],
     },
     entry_points={
         'console_scripts': [

@@ -35,13 +35,12 @@ from typing import Dict, List, Tuple
 
 import tensorflow as tf
 
-from maskconver import keys
-from maskconver.data import convert_coco_panoptic
 from maskconver.data import synthetic
 from maskconver.dataloaders import copy_paste
 from maskconver.dataloaders import parser as parser_lib
 from maskconver.dataloaders import targets
 from maskconver.dataloaders import tf_example_decoder
+from maskconver.tools import scale_report
 
 COCO_NUM_CLASSES = 133
 COCO_NUM_THINGS = 80
@@ -53,30 +52,6 @@ CONFIGS = (
     ('640 + copy-paste', 640, 3, 3, 1.0, 50),
     ('256 mobile', 256, 3, 3, 0.0, 50),
 )
-
-
-def _write_records(directory: str, num_images: int, image_size: int) -> str:
-  paths = synthetic.generate(os.path.join(directory, 'synthetic'),
-                             num_train=num_images, num_val=0,
-                             image_size=image_size, seed=0)
-  train = paths['train']
-  result = convert_coco_panoptic.convert(
-      train['image_dir'], train['panoptic_json'],
-      train['panoptic_masks_dir'], os.path.join(directory, 'train'),
-      num_shards=2, progress=False)
-  return ','.join(result.shard_paths)
-
-
-def _coco_class_layout(num_dataset_things: int):
-  """Moves the dataset's stuff ids behind COCO's 80 thing ids."""
-  def remap(decoded: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
-    decoded = dict(decoded)
-    classes = decoded[keys.SEGMENT_CLASS_LIST]
-    decoded[keys.SEGMENT_CLASS_LIST] = tf.where(
-        classes >= num_dataset_things,
-        classes - num_dataset_things + COCO_NUM_THINGS, classes)
-    return decoded
-  return remap
 
 
 def _dataset(files: List[str], output_size: int, min_level: int,
@@ -91,7 +66,8 @@ def _dataset(files: List[str], output_size: int, min_level: int,
       copy_paste_prob=copy_paste_prob)
   dataset = tf.data.TFRecordDataset(files).repeat()
   dataset = dataset.map(decoder.decode, num_parallel_calls=tf.data.AUTOTUNE)
-  dataset = dataset.map(_coco_class_layout(len(synthetic.THING_IDS)))
+  dataset = dataset.map(scale_report.synthetic_class_layout(
+      len(synthetic.THING_IDS), COCO_NUM_THINGS))
   if copy_paste_prob > 0:
     dataset = copy_paste.pair_examples(dataset)
   dataset = dataset.map(parser.parse_fn(is_training=True),
@@ -144,8 +120,8 @@ def main() -> None:
   args = arg_parser.parse_args()
 
   with tempfile.TemporaryDirectory() as directory:
-    patterns = args.records or _write_records(directory, args.num_images,
-                                              args.image_size)
+    patterns = args.records or ','.join(scale_report.write_synthetic_records(
+        directory, args.num_images, args.image_size))
     files = sorted(f for p in patterns.split(',') for f in tf.io.gfile.glob(p))
     if not files:
       arg_parser.error(f'--records={args.records!r} matches no file')

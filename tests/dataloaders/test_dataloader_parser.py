@@ -230,3 +230,12 @@ def test_transform_segment_map_equals_resize_then_crop():
     np.testing.assert_array_equal(
         parser_lib.transform_segment_map(seg, info, [oh, ow]).numpy(),
         reference)
+
+
+def test_class_ids_beyond_the_model_name_the_image(make_decoded):
+  seg, image = colored_scene()
+  decoded = make_decoded(seg, [11, 22, 33], [0, 1, 5], [False] * 3, image,
+                         source_id='street_0042')
+  with pytest.raises(tf.errors.InvalidArgumentError,
+                     match=r'street_0042[\s\S]*num_classes=3'):
+    make_parser()._parse_train_data(decoded)

@@ -11,9 +11,10 @@ latest checkpoint.
 
 These tests run Model Garden's own runner (`train_lib.OrbitExperimentRunner`,
 what `maskconver.train` runs) on the MaskConver task at a tiny size. To make
-a chosen loop diverge, `_PoisonableTask` multiplies the images of each train
-step by a variable (1, or NaN / inf for the poisoned loops): the loss and
-then every weight become non-finite, as in a real blow-up. One trainer (one
+a chosen loop diverge, `_PoisonableTask` multiplies a weight of the model by
+a variable before each train step (1, or NaN / inf in the poisoned loops):
+the outputs, the loss and then every weight become non-finite, as in a real
+blow-up, whatever the task's images and losses look like. One trainer (one
 traced train loop) serves every test; each test starts from a copy of the
 same step-2 checkpoint, which the runner restores.
 """
@@ -60,7 +61,7 @@ _SMALL = {
 
 
 class _PoisonableTask(maskconver_task.MaskConverTask):
-  """The MaskConver task with its train images multiplied by `poison`."""
+  """The MaskConver task with a weight multiplied by `poison` each step."""
 
   def __init__(self, params, logging_dir=None, name=None):
     super().__init__(params, logging_dir=logging_dir, name=name)
@@ -69,9 +70,9 @@ class _PoisonableTask(maskconver_task.MaskConverTask):
     self.poison = tf.Variable(1.0, trainable=False, name='poison')
 
   def train_step(self, inputs, model, optimizer, metrics=None):
-    images, labels = inputs
-    images = images * tf.cast(self.poison, images.dtype)
-    return super().train_step((images, labels), model, optimizer, metrics)
+    weight = model.trainable_variables[0]
+    weight.assign(weight * tf.cast(self.poison, weight.dtype))
+    return super().train_step(inputs, model, optimizer, metrics)
 
 
 class _PoisonLoops:

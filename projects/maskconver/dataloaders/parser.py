@@ -220,6 +220,15 @@ class Parser(parser.Parser):
   def _build_labels(self, segment_map: tf.Tensor,
                     decoded: Dict[str, Any]) -> Dict[str, Any]:
     segment_map = tf.ensure_shape(segment_map, self._output_size)
+    classes = tf.cast(decoded[keys.SEGMENT_CLASS_LIST], tf.int32)
+    check = tf.debugging.Assert(
+        tf.reduce_all(classes < self._num_classes),
+        ['source_id', decoded[keys.SOURCE_ID], 'has segment class ids',
+         classes, f'>= task.model.num_classes={self._num_classes}: the '
+         'records were converted with a label map of more classes than the '
+         'model has'])
+    with tf.control_dependencies([check]):
+      segment_map = tf.identity(segment_map)
     return targets.describe_targets(
         segment_map, decoded[keys.SEGMENT_ID_LIST],
         decoded[keys.SEGMENT_CLASS_LIST], decoded[keys.SEGMENT_CROWD_LIST],

@@ -1,7 +1,8 @@
 """MaskFormer-style merge of MaskConver's K masks into a panoptic map.
 
 Pure TF with static-shaped outputs and only TFLite builtin ops (resize,
-activation, argmax, top_k, one_hot, gather, reduce, cumsum, transpose), so the
+activation, argmax, top_k, one_hot, gather, reduce, cumsum, segment sum,
+depth_to_space), so the
 layer runs in training-time evaluation (under XLA too), in a SavedModel and in
 a TFLite model.
 """
@@ -55,18 +56,20 @@ class PanopticPostprocessor(tf_keras.layers.Layer):
   upsampled, which costs O(height * width * K) and dominates the merge.
   `merge_method='fast'` gives nearly the same maps at a fraction of the cost
   when the output size is an integer multiple f of the mask size (the
-  network input size: f = 4): steps 1-5 decide winners, areas, kept
-  detections and segments at MASK resolution (areas are counted on the
-  mask-resolution pixels); then each output pixel is assigned among at most
+  network input size: f = 4): the winners are decided at MASK resolution;
+  then each output pixel is assigned among at most
   8 candidates only -- the two best-ranked mask-resolution detections of
   each of the 2x2 mask pixels whose bilinear interpolation covers it
   (FAST_CANDIDATES_PER_PIXEL) -- whose logits are upsampled
   exactly as step 2 does (bilinear, half-pixel centers) and ranked by score *
-  probability (ties: the lower index). Its cost is O(height * width * 8) +
-  O(mask pixels * K). It differs from the exact merge only where the exact
-  winner is none of the candidates or where a detection's area ratio crosses
-  `overlap_threshold` between the two resolutions (tests measure the share
-  of agreeing pixels). Output sizes that are not a static integer multiple
+  probability (ties: the lower index). Steps 4-5 then count each
+  detection's won pixels exactly on these output-size winners, and the
+  pixels of its mask that others win from mask resolution (f**2 output
+  pixels per mask pixel). Its cost is O(height * width * 8) + O(mask pixels
+  * K). It differs from the exact merge where the exact winner is none of
+  the candidates, and where a partly occluded detection's area ratio crosses
+  `overlap_threshold` by the estimate of its occluded part (tests measure
+  the share of agreeing pixels). Output sizes that are not a static integer multiple
   of the mask size use the exact merge.
   """
 
@@ -261,8 +264,8 @@ class PanopticPostprocessor(tf_keras.layers.Layer):
       The outputs of `call`, with segments indexed by 0 .. N - 1.
     """
     winner, winner_prob = self._winners(probs, scores, valid)
-    segments = self._segments(probs, winner, winner_prob, classes, scores,
-                              valid)
+    won_area, mask_area = self._areas(probs, winner, winner_prob, valid)
+    segments = self._segments(won_area, mask_area, classes, scores, valid)
     return self._paint(winner, winner_prob, classes, scores, segments)
 
   def _fast_merge(self, mask_logits: tf.Tensor, classes: tf.Tensor,
@@ -288,10 +291,15 @@ class PanopticPostprocessor(tf_keras.layers.Layer):
         ranking, k=min(FAST_CANDIDATES_PER_PIXEL, ranking.shape[-1])).indices
     winner = ranked[..., 0]
     winner_prob = tf.gather(probs, winner[..., None], batch_dims=3)[..., 0]
-    segments = self._segments(probs, winner, winner_prob, classes, scores,
-                              valid)
+    won_low, mask_low = self._areas(probs, winner, winner_prob, valid)
     winner, winner_prob = self._upsampled_winners(mask_logits, ranked, scores,
                                                   valid, factor)
+    # Won areas are counted exactly at the output size (a segment sum over
+    # the pixels); a mask's pixels that other masks win there ("occluded")
+    # are estimated from mask resolution, factor**2 output pixels each.
+    won_area = self._won_area(winner, winner_prob, valid)
+    mask_area = won_area + float(factor * factor) * (mask_low - won_low)
+    segments = self._segments(won_area, mask_area, classes, scores, valid)
     return self._paint(winner, winner_prob, classes, scores, segments)
 
   @staticmethod
@@ -308,15 +316,62 @@ class PanopticPostprocessor(tf_keras.layers.Layer):
     winner_prob = tf.gather(probs, winner[..., None], batch_dims=3)[..., 0]
     return winner, winner_prob
 
-  def _segments(self, probs: tf.Tensor, winner: tf.Tensor,
-                winner_prob: tf.Tensor, classes: tf.Tensor, scores: tf.Tensor,
-                valid: tf.Tensor) -> Dict[str, tf.Tensor]:
-    """Steps 4-5 of the class doc: kept detections and their segments.
+  def _areas(self, probs: tf.Tensor, winner: tf.Tensor,
+             winner_prob: tf.Tensor,
+             valid: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]:
+    """Pixels each detection wins, and pixels of its thresholded mask.
 
     Args:
       probs: float32 [batch, height, width, N], mask probabilities.
       winner: int32 [batch, height, width], from `_winners`.
       winner_prob: float32 [batch, height, width], from `_winners`.
+      valid: bool [batch, N].
+
+    Returns:
+      (float32 [batch, N] won area, float32 [batch, N] mask area).
+    """
+    num_masks = probs.shape[-1]
+    winner_valid = tf.gather(valid, winner, batch_dims=1)
+    foreground = winner_valid & (winner_prob >= self.mask_threshold)
+    # Index N (one_hot gives zeros) for background.
+    won_index = tf.where(foreground, winner, num_masks)
+    won_area = tf.reduce_sum(
+        tf.one_hot(won_index, num_masks, dtype=tf.float32), axis=[1, 2])
+    mask_area = tf.reduce_sum(
+        tf.cast(probs >= self.mask_threshold, tf.float32), axis=[1, 2])
+    return won_area, mask_area
+
+  def _won_area(self, winner: tf.Tensor, winner_prob: tf.Tensor,
+                valid: tf.Tensor) -> tf.Tensor:
+    """float32 [batch, N] pixels each detection wins, O(pixels).
+
+    A segment sum over the pixels instead of `_areas`' one-hot over N, for
+    the output-size maps of the fast merge (static batch size; else the
+    one-hot).
+    """
+    num_masks = valid.shape[-1]
+    batch = winner.shape[0]
+    winner_valid = tf.gather(valid, winner, batch_dims=1)
+    foreground = winner_valid & (winner_prob >= self.mask_threshold)
+    won_index = tf.where(foreground, winner, num_masks)
+    if batch is None:
+      return tf.reduce_sum(
+          tf.one_hot(won_index, num_masks, dtype=tf.float32), axis=[1, 2])
+    # Segment b * (N + 1) + n counts image b's pixels won by n (N: none).
+    offsets = tf.range(batch, dtype=tf.int32)[:, None, None] * (num_masks + 1)
+    counts = tf.math.unsorted_segment_sum(
+        tf.ones_like(won_index, tf.float32), won_index + offsets,
+        batch * (num_masks + 1))
+    return tf.reshape(counts, [batch, num_masks + 1])[:, :num_masks]
+
+  def _segments(self, won_area: tf.Tensor, mask_area: tf.Tensor,
+                classes: tf.Tensor, scores: tf.Tensor,
+                valid: tf.Tensor) -> Dict[str, tf.Tensor]:
+    """Steps 4-5 of the class doc: kept detections and their segments.
+
+    Args:
+      won_area: float32 [batch, N], pixels each detection wins.
+      mask_area: float32 [batch, N], pixels of its thresholded mask.
       classes: int32 [batch, N].
       scores: float32 [batch, N].
       valid: bool [batch, N].
@@ -326,16 +381,7 @@ class PanopticPostprocessor(tf_keras.layers.Layer):
        index of each detection, 'is_segment': bool [batch, N],
        'instance_ids': int32 [batch, N], 'is_thing': bool [batch, N]}.
     """
-    num_masks = probs.shape[-1]
-    winner_valid = tf.gather(valid, winner, batch_dims=1)
-    foreground = winner_valid & (winner_prob >= self.mask_threshold)
-
-    # Area each detection wins; index N (one_hot gives zeros) for background.
-    won_index = tf.where(foreground, winner, num_masks)
-    won_area = tf.reduce_sum(
-        tf.one_hot(won_index, num_masks, dtype=tf.float32), axis=[1, 2])
-    mask_area = tf.reduce_sum(
-        tf.cast(probs >= self.mask_threshold, tf.float32), axis=[1, 2])
+    num_masks = won_area.shape[-1]
     kept = (valid & (won_area > 0.0) & (tf.math.divide_no_nan(
         won_area, mask_area) >= self.overlap_threshold))
 

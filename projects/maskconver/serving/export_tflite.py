@@ -86,7 +86,8 @@ RepresentativeDataset = Callable[[], Iterator[Any]]
 # float_node_names).
 FLOAT_SCOPES = ('panoptic_postprocessor/', 'image_info/',
                 export_module.INPUT_NORMALIZATION_SCOPE + '/',
-                'maskconver/center_selector/')
+                'maskconver/center_selector/',
+                'maskconver/center_heatmap_head/output')
 
 
 

@@ -80,7 +80,9 @@ def wire_bytes(model_config, parser_config) -> Dict[str, int]:
   }
 
 
-def _write_records(directory: str, num_images: int, image_size: int) -> List[str]:
+def write_synthetic_records(directory: str, num_images: int,
+                            image_size: int) -> List[str]:
+  """Synthetic training records (square images) in `directory`."""
   paths = synthetic.generate(os.path.join(directory, 'synthetic'),
                              num_train=num_images, num_val=0,
                              image_size=image_size, seed=0)
@@ -92,7 +94,7 @@ def _write_records(directory: str, num_images: int, image_size: int) -> List[str
   return list(result.shard_paths)
 
 
-def _class_layout(num_dataset_things: int, num_things: int):
+def synthetic_class_layout(num_dataset_things: int, num_things: int):
   """Moves the synthetic stuff ids behind the recipe's thing ids."""
   def remap(decoded):
     decoded = dict(decoded)
@@ -111,7 +113,7 @@ def host_dataset(params, files: Sequence[str]) -> tf.data.Dataset:
   parser = maskconver_task.build_parser(task_config.model, data_config)
   dataset = tf.data.TFRecordDataset(list(files)).repeat()
   dataset = dataset.map(tf_example_decoder.TfExampleDecoder().decode)
-  dataset = dataset.map(_class_layout(len(synthetic.THING_IDS),
+  dataset = dataset.map(synthetic_class_layout(len(synthetic.THING_IDS),
                                       task_config.model.num_thing_classes))
   if data_config.parser.copy_paste_prob > 0:
     dataset = copy_paste.pair_examples(dataset)
@@ -164,7 +166,7 @@ def report(params, global_batch: int, rates: Sequence[float],
   wire = wire_bytes(model_config, params.task.train_data.parser)
   per_example = wire['image'] + wire['labels']
   with tempfile.TemporaryDirectory() as directory:
-    files = _write_records(directory, max(4, min(num_examples, 16)),
+    files = write_synthetic_records(directory, max(4, min(num_examples, 16)),
                            source_size)
     dataset = host_dataset(params, files)
     cpu_ms = host_cpu_ms(dataset, num_examples)
