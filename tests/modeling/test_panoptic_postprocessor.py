@@ -357,11 +357,12 @@ def test_fast_merge_agrees_with_the_exact_merge_on_random_maps(activation):
   """Share of output pixels with the same segment, 16 random images x4.
 
   Measured (seed 0, 16x16 masks of 8 Voronoi detections, slope 2, noise
-  0.5, 64x64 outputs): 99.3% of the pixels with sigmoid, 98.6% with
-  hard-sigmoid; the rest come from detections whose kept / dropped decision
-  (area ratio against overlap_threshold 0.75, or a cell smaller than a mask
-  pixel) differs between mask and output resolution. The winners alone
-  agree on 99.99% of the pixels (next test).
+  0.5, 64x64 outputs): 99.26% of the pixels with sigmoid, 98.82% with
+  hard-sigmoid; the rest come from partly occluded detections whose kept /
+  dropped decision (area ratio against overlap_threshold 0.75) changes with
+  the mask-resolution estimate of their occluded pixels. These random masks
+  overlap far more than a trained model's. The winners alone agree on all
+  pixels of the next test's images.
   """
   rng = np.random.default_rng(0)
   logits, classes, scores = _voronoi_detections(rng, 16, 16, 8, slope=2.0,
@@ -390,14 +391,15 @@ def test_fast_winners_equal_the_exact_winners_on_random_maps(factor):
   ranking = probs * tf.where(valid, scores, 0.0)[:, None, None, :]
   ranked = tf.math.top_k(ranking, k=2).indices
   # pylint: disable=protected-access
-  fast, fast_prob = layer._upsampled_winners(tf.constant(logits), ranked,
+  fast, fast_prob, _ = layer._upsampled_winners(tf.constant(logits), ranked,
                                              scores, valid, factor)
   exact, exact_prob = layer._winners(
       tf.sigmoid(tf.image.resize(logits, (16 * factor, 16 * factor))),
       scores, valid)
   # pylint: enable=protected-access
   same = fast.numpy() == exact.numpy()
-  # Measured: 99.99% or more at both factors.
+  # Measured: 100% at both factors for these seeds; 99.9% leaves room for a
+  # runner-up-everywhere winner (neither of a mask pixel's two best).
   assert same.mean() >= 0.999
   # Where they agree, the probabilities are the same bilinear values, up to
   # float32 rounding of the fractions at factor 3 (a few ulps of values

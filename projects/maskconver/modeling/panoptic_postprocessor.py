@@ -9,6 +9,7 @@ a TFLite model.
 
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
 
+import numpy as np
 import tensorflow as tf
 import tf_keras
 
@@ -291,14 +292,20 @@ class PanopticPostprocessor(tf_keras.layers.Layer):
         ranking, k=min(FAST_CANDIDATES_PER_PIXEL, ranking.shape[-1])).indices
     winner = ranked[..., 0]
     winner_prob = tf.gather(probs, winner[..., None], batch_dims=3)[..., 0]
-    won_low, mask_low = self._areas(probs, winner, winner_prob, valid)
-    winner, winner_prob = self._upsampled_winners(mask_logits, ranked, scores,
-                                                  valid, factor)
-    # Won areas are counted exactly at the output size (a segment sum over
-    # the pixels); a mask's pixels that other masks win there ("occluded")
-    # are estimated from mask resolution, factor**2 output pixels each.
+    winner, winner_prob, candidate_area = self._upsampled_winners(
+        mask_logits, ranked, scores, valid, factor)
+    # Areas at the output size: won pixels exactly (a segment sum over the
+    # pixels), mask pixels exactly where the mask is a candidate, and
+    # factor**2 output pixels per mask pixel where it is not (below the two
+    # best there: deeply occluded).
+    num_masks = probs.shape[-1]
+    in_ranked = tf.reduce_max(
+        tf.one_hot(ranked, num_masks, dtype=tf.float32), axis=3)
+    rest = tf.reduce_sum(
+        tf.cast(probs >= self.mask_threshold, tf.float32) * (1.0 - in_ranked),
+        axis=[1, 2])
     won_area = self._won_area(winner, winner_prob, valid)
-    mask_area = won_area + float(factor * factor) * (mask_low - won_low)
+    mask_area = candidate_area + float(factor * factor) * rest
     segments = self._segments(won_area, mask_area, classes, scores, valid)
     return self._paint(winner, winner_prob, classes, scores, segments)
 
@@ -350,19 +357,33 @@ class PanopticPostprocessor(tf_keras.layers.Layer):
     one-hot).
     """
     num_masks = valid.shape[-1]
-    batch = winner.shape[0]
     winner_valid = tf.gather(valid, winner, batch_dims=1)
     foreground = winner_valid & (winner_prob >= self.mask_threshold)
     won_index = tf.where(foreground, winner, num_masks)
+    return self._slot_sums(tf.ones_like(won_index, tf.float32), won_index,
+                           num_masks)
+
+  @staticmethod
+  def _slot_sums(values: tf.Tensor, slots: tf.Tensor,
+                 num_masks: int) -> tf.Tensor:
+    """float32 [batch, N]: per image, the sum of `values` of each slot.
+
+    Args:
+      values: float32 [batch, ...].
+      slots: int32 [batch, ...], same shape, in [0, N]; N is dropped.
+      num_masks: N.
+    """
+    batch = values.shape[0]
     if batch is None:
       return tf.reduce_sum(
-          tf.one_hot(won_index, num_masks, dtype=tf.float32), axis=[1, 2])
-    # Segment b * (N + 1) + n counts image b's pixels won by n (N: none).
-    offsets = tf.range(batch, dtype=tf.int32)[:, None, None] * (num_masks + 1)
-    counts = tf.math.unsorted_segment_sum(
-        tf.ones_like(won_index, tf.float32), won_index + offsets,
-        batch * (num_masks + 1))
-    return tf.reshape(counts, [batch, num_masks + 1])[:, :num_masks]
+          tf.one_hot(slots, num_masks, dtype=tf.float32) * values[..., None],
+          axis=list(range(1, len(values.shape))))
+    # Segment b * (N + 1) + n sums image b's values of slot n.
+    offsets = tf.reshape(tf.range(batch, dtype=tf.int32) * (num_masks + 1),
+                         [batch] + [1] * (len(values.shape) - 1))
+    sums = tf.math.unsorted_segment_sum(values, slots + offsets,
+                                        batch * (num_masks + 1))
+    return tf.reshape(sums, [batch, num_masks + 1])[:, :num_masks]
 
   def _segments(self, won_area: tf.Tensor, mask_area: tf.Tensor,
                 classes: tf.Tensor, scores: tf.Tensor,
@@ -457,7 +478,9 @@ class PanopticPostprocessor(tf_keras.layers.Layer):
 
     Returns:
       (int32 [batch, factor * h, factor * w] winner index,
-       float32 [batch, factor * h, factor * w] its probability).
+       float32 [batch, factor * h, factor * w] its probability,
+       float32 [batch, N] per detection, the output pixels where it is a
+       candidate with probability >= mask_threshold).
     """
     height, width, num_masks = mask_logits.shape[1:]
 
@@ -506,6 +529,28 @@ class PanopticPostprocessor(tf_keras.layers.Layer):
     best_prob = tf.reduce_max(tf.where(tf.equal(slots, best), probs, 0.0),
                               axis=2)
 
+    # Mask pixels of each candidate, once per detection and cell, inside the
+    # output (the first and last cells stick out by `offset` pixels).
+    num_candidates = candidates.shape[-1]
+    earlier = tf.constant(np.tri(num_candidates, k=-1, dtype=bool))
+    repeated = tf.reduce_any(
+        tf.equal(slots, tf.transpose(slots, [0, 1, 3, 2])) & earlier, axis=3,
+        keepdims=True)
+    inside = np.zeros([height + 1, width + 1, factor, factor], np.float32)
+    rows = np.arange((height + 1) * factor) - offset
+    cols = np.arange((width + 1) * factor) - offset
+    ok_rows = ((rows >= 0) & (rows < factor * height)).reshape(height + 1,
+                                                               factor)
+    ok_cols = ((cols >= 0) & (cols < factor * width)).reshape(width + 1,
+                                                              factor)
+    inside[:] = (ok_rows[:, None, :, None] & ok_cols[None, :, None, :])
+    inside = tf.constant(inside.reshape([1, cells, 1, factor * factor]))
+    counts = tf.reduce_sum(
+        tf.cast(probs >= self.mask_threshold, tf.float32) * inside,
+        axis=3, keepdims=True) * tf.cast(tf.logical_not(repeated), tf.float32)
+    candidate_area = self._slot_sums(counts[..., 0], slots[..., 0],
+                                     num_masks)
+
     def to_image(values):
       # [batch, cells, factor**2] -> [batch, factor * h, factor * w].
       image = tf.nn.depth_to_space(
@@ -514,7 +559,7 @@ class PanopticPostprocessor(tf_keras.layers.Layer):
       return image[:, offset:offset + factor * height,
                    offset:offset + factor * width, 0]
 
-    return to_image(best[:, :, 0]), to_image(best_prob)
+    return to_image(best[:, :, 0]), to_image(best_prob), candidate_area
 
   def get_config(self) -> Dict[str, Any]:
     config = super().get_config()
