@@ -72,3 +72,20 @@ def test_gradients_compile_with_xla(dtype, method):
     np.testing.assert_allclose(
         tf.cast(xla_grad, tf.float32).numpy(),
         2 * tf.cast(images, tf.float32).numpy() * counts, rtol=rtol)
+
+
+def test_nearest_upsampling_converts_to_tflite_builtins():
+  # The exported phone models contain the UNet's 2x upsampling.
+  function = tf.function(lambda x: resize_ops.nearest_resize(x, [8, 10]),
+                         input_signature=[tf.TensorSpec([1, 4, 5, 3])])
+  model = tf.lite.TFLiteConverter.from_concrete_functions(
+      [function.get_concrete_function()]).convert()
+  interpreter = tf.lite.Interpreter(model_content=model)
+  interpreter.allocate_tensors()
+  images = np.random.default_rng(3).normal(size=(1, 4, 5, 3)).astype(
+      np.float32)
+  interpreter.set_tensor(interpreter.get_input_details()[0]['index'], images)
+  interpreter.invoke()
+  np.testing.assert_array_equal(
+      interpreter.get_tensor(interpreter.get_output_details()[0]['index']),
+      tf.image.resize(images, [8, 10], 'nearest').numpy())

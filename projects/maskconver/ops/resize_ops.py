@@ -68,7 +68,8 @@ def nearest_resize(images: tf.Tensor, size: Size) -> tf.Tensor:
     batch = tf.shape(images)[0]
     channels = images.shape[3] if images.shape[3] is not None else tf.shape(
         images)[3]
-    expanded = images[:, :, tf.newaxis, :, tf.newaxis, :]
+    # Reshape (not new-axis slicing, which TFLite cannot convert) + broadcast.
+    expanded = tf.reshape(images, [batch, in_h, 1, in_w, 1, channels])
     expanded = tf.broadcast_to(
         expanded, [batch, in_h, factor_h, in_w, factor_w, channels])
     return tf.reshape(expanded, [batch, out_h, out_w, channels])

@@ -38,8 +38,10 @@ In every int8 type the panoptic merge (the ops under the
 peaks and TOPK_V2: it masks suppressed cells with the lowest float32, which
 as an int8 scale either aborts the interpreter or, on TOPK_V2's input, maps
 every logit to one value) and the uint8 input's normalization stay in
-float32: in 8 bits the merge would
-count mask areas with a step of dozens of pixels, and the int8 DIV kernel
+float32, and so do the heatmap head's output conv (whose int8 scale the
+converter would otherwise share with the selector's padding) and the mask
+einsum (an int8 BATCH_MATMUL has no XNNPACK kernel: 6x slower than float at
+256x256). In 8 bits the merge would count mask areas with a step of dozens of pixels, and the int8 DIV kernel
 aborts on an empty mask. Its outputs keep their types (int32 maps and
 classes, bool flags, float32 scores and image_info) in every variant.
 
@@ -66,7 +68,6 @@ from tensorflow.core.protobuf import saved_model_pb2
 from tensorflow.lite.python import util as lite_util
 
 from official.core import config_definitions as cfg
-from official.vision.ops import preprocess_ops
 
 from maskconver import registry_imports  # pylint: disable=unused-import
 from maskconver.data import label_map as label_map_lib
@@ -87,7 +88,8 @@ RepresentativeDataset = Callable[[], Iterator[Any]]
 FLOAT_SCOPES = ('panoptic_postprocessor/', 'image_info/',
                 export_module.INPUT_NORMALIZATION_SCOPE + '/',
                 'maskconver/center_selector/',
-                'maskconver/center_heatmap_head/output')
+                'maskconver/center_heatmap_head/output',
+                'maskconver/mask_projection/')
 
 
 
