@@ -28,15 +28,6 @@ import ablation_rows
 
 _PATHS = ablation_rows.all_paths()
 _IDS = [os.path.basename(p)[:-len('.yaml')] for p in _PATHS]
-# Stuff as regions trains once the task passes the region targets to the
-# model (notes: issue11_stuff_regions_plan.md); until then the model refuses
-# to guess them (ValueError). Strict: passing flags the wiring as done.
-_PENDING_TASK_WIRING = {'table7_stuff_regions'}
-_TRAIN_PARAMS = [
-    pytest.param(p, id=i, marks=pytest.mark.xfail(
-        strict=True, reason='task wiring of stuff regions pending'))
-    if i in _PENDING_TASK_WIRING else pytest.param(p, id=i)
-    for p, i in zip(_PATHS, _IDS)]
 TRAIN_STEPS = 20
 # The smallest input the R50 rows' L3-L7 target grid takes (a multiple of
 # 2**7); the 64x64 synthetic images are scaled up.
@@ -89,7 +80,7 @@ def _run(args, log_path, timeout=900):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize('path', _TRAIN_PARAMS)
+@pytest.mark.parametrize('path', _PATHS, ids=_IDS)
 def test_ablation_yaml_trains_20_steps(path, training_records, tmp_path):
   row = ablation_rows.parse(path)
   model_dir = str(tmp_path / 'model')
