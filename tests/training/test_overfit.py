@@ -64,7 +64,9 @@ def test_overfits_one_batch(training_records, tmp_path):
   images, labels = next(iter(task.build_inputs(params.task.train_data)))
   val_batch = next(iter(task.build_inputs(params.task.validation_data)))
   np.testing.assert_array_equal(images.numpy(), val_batch[0].numpy())
-  assert labels[keys.VALID].numpy().sum() >= 10
+  dense_images, dense = task.prepare_inputs(images, labels,
+                                            params.task.train_data)
+  assert dense[keys.VALID].numpy().sum() >= 10
   metrics = task.build_metrics(training=True)
   step = tf.function(lambda batch: task.train_step(batch, model, optimizer,
                                                    metrics))
@@ -72,10 +74,10 @@ def test_overfits_one_batch(training_records, tmp_path):
   for _ in range(STEPS - 1):
     step((images, labels))
 
-  outputs = model(images, center_indices=labels[keys.CENTER_INDICES],
-                  classes=labels[keys.CLASSES], training=False)
-  final_loss = float(task.build_losses(labels, outputs)['total_loss'])
-  ious = _mask_ious(outputs[keys.MASK_LOGITS], labels)
+  outputs = model(dense_images, center_indices=dense[keys.CENTER_INDICES],
+                  classes=dense[keys.CLASSES], training=False)
+  final_loss = float(task.build_losses(dense, outputs)['total_loss'])
+  ious = _mask_ious(outputs[keys.MASK_LOGITS], dense)
   logs = task.validation_step(val_batch, model)
   pq = task.reduce_aggregated_logs(task.aggregate_logs(None, logs))
   print(f'loss {first_loss:.3f} -> {final_loss:.4f} '
