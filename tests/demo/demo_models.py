@@ -35,7 +35,6 @@ from official.vision.ops import preprocess_ops
 from maskconver import experiment_loading
 from maskconver import keys
 from maskconver.modeling import factory
-from maskconver.tasks import maskconver_task
 
 EXPERIMENT = 'maskconver_synthetic'
 INPUT_SIZE = 32
@@ -166,7 +165,7 @@ def build_tiny_models(root: str) -> TinyModels:
   prefix = tf.train.Checkpoint(model=model).save(
       os.path.join(checkpoint_dir, 'ckpt'))
 
-  module = _ServingModule(model, maskconver_task.build_postprocessor(
+  module = _ServingModule(model, factory.build_panoptic_postprocessor(
       model_config))
   saved_model_dir = os.path.join(root, 'saved_model')
   tf.saved_model.save(module, saved_model_dir,

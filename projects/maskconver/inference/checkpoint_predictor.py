@@ -22,7 +22,6 @@ from maskconver import keys
 from maskconver.inference import predictor
 from maskconver.inference import preprocessing
 from maskconver.modeling import factory
-from maskconver.tasks import maskconver_task
 
 
 class CheckpointPredictor(predictor.Predictor):
@@ -54,7 +53,7 @@ class CheckpointPredictor(predictor.Predictor):
     self._restored = experiment_loading.restore_model_weights(
         self._model, checkpoint_path, use_ema=use_ema)
     self._checkpoint_path = self._restored.checkpoint_path
-    self._postprocessor = maskconver_task.build_postprocessor(model_config)
+    self._postprocessor = factory.build_panoptic_postprocessor(model_config)
     self._function = tf.function(
         self._run, input_signature=[
             tf.TensorSpec([1] + self._input_size + [3], tf.float32)])

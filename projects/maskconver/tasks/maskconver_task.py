@@ -28,7 +28,6 @@ from maskconver.evaluation import panoptic_quality
 from maskconver.evaluation import prediction_writer
 from maskconver import losses as losses_lib
 from maskconver.modeling import factory
-from maskconver.modeling import panoptic_postprocessor
 from maskconver.modeling.layers import stuff_regions
 from maskconver.ops import image_ops
 from maskconver.ops import target_ops
@@ -105,21 +104,6 @@ def build_parser(model_config: maskconver_cfg.MaskConverModel,
           parser_config.eval_groundtruth_padded_size or None))
 
 
-def build_postprocessor(
-    model_config: maskconver_cfg.MaskConverModel
-) -> panoptic_postprocessor.PanopticPostprocessor:
-  """Builds the panoptic merge layer from the model config."""
-  config = model_config.postprocessor
-  return panoptic_postprocessor.PanopticPostprocessor(
-      num_classes=model_config.num_classes,
-      num_thing_classes=model_config.num_thing_classes,
-      score_threshold=config.score_threshold,
-      overlap_threshold=config.overlap_threshold,
-      mask_threshold=config.mask_threshold,
-      mask_activation=model_config.score_activation,
-      name='panoptic_postprocessor')
-
-
 @task_factory.register_task_cls(maskconver_cfg.MaskConverTask)
 class MaskConverTask(base_task.Task):
   """Trains and evaluates MaskConver the Model Garden way."""
@@ -128,7 +112,7 @@ class MaskConverTask(base_task.Task):
                logging_dir: Optional[str] = None, name: Optional[str] = None):
     super().__init__(params, logging_dir=logging_dir, name=name)
     model_config = params.model
-    self._postprocessor = build_postprocessor(model_config)
+    self._postprocessor = factory.build_panoptic_postprocessor(model_config)
     self._prediction_writer = None
     self._loaded_label_map = None
     # uint8 [h, w, 3] input | ground truth | prediction panels of this
