@@ -7,9 +7,10 @@
 
 Model Garden's flags: --experiment, --mode (train, eval, train_and_eval,
 continuous_eval), --model_dir, --config_file (repeatable), --params_override,
---tpu, --gin_file, --gin_params. Re-running the same command resumes from the
-latest checkpoint in --model_dir. Every evaluation writes
-<model_dir>/eval_metrics.json.
+--tpu, --gin_file, --gin_params; ours: --seed (Python, NumPy and TensorFlow
+seeds, for repeatable runs such as scripts/ablation_study.py). Re-running the
+same command resumes from the latest checkpoint in --model_dir. Every
+evaluation writes <model_dir>/eval_metrics.json.
 """
 
 from absl import app
@@ -23,13 +24,20 @@ from official.core import train_lib
 from official.core import train_utils
 from official.modeling import performance
 from official.vision.utils import summary_manager
+import tf_keras
 
 from maskconver import registry_imports  # pylint: disable=unused-import
 
 FLAGS = flags.FLAGS
+_SEED = flags.DEFINE_integer(
+    'seed', None,
+    'Seeds Python, NumPy and TensorFlow (weights, shuffling, augmentation) '
+    'so a run repeats; unset: not seeded.', lower_bound=0)
 
 
 def main(_) -> None:
+  if _SEED.value is not None:
+    tf_keras.utils.set_random_seed(_SEED.value)
   params = train_utils.parse_configuration(FLAGS)
   model_dir = FLAGS.model_dir
   if 'train' in FLAGS.mode:

@@ -236,6 +236,18 @@ def test_factory_builds_model_garden_fpn(tiny):
   assert outputs[keys.CLASS_HEATMAP_LOGITS]['7'].shape == (1, 1, 1, 5)
 
 
+def test_unet_heads_on_one_level(tiny):
+  # Heads on L3 only (the mobile recipe's single level) over a ConvNeXt-UNet:
+  # the decoder still runs its path from the backbone's L5.
+  config = tiny.config('convnext_unet', min_level=3, max_level=3)
+  model = tiny.build(config)
+  assert sorted(model.decoder.output_specs) == ['3', '4', '5']
+  outputs = model(tf.zeros([1, 64, 64, 3]), training=False)
+  assert sorted(outputs[keys.CLASS_HEATMAP_LOGITS]) == ['3']
+  assert sorted(outputs[keys.CENTER_EMBEDDINGS]) == ['3']
+  assert outputs[keys.MASK_LOGITS].shape == (1, 16, 16, tiny.num_instances)
+
+
 @pytest.mark.parametrize('num_thing_classes', [0, 6])
 def test_factory_rejects_bad_thing_count(tiny, num_thing_classes):
   config = tiny.config('deeplabv3plus', num_thing_classes=num_thing_classes)

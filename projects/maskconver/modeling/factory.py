@@ -47,7 +47,9 @@ def build_decoder(
         input_specs=input_specs,
         min_level=decoder_cfg.min_level,
         backbone_max_level=decoder_cfg.backbone_max_level,
-        max_level=model_config.max_level,
+        # Heads may read fewer levels (e.g. L3 only); the UNet still runs
+        # its top-down path from the backbone's coarsest level.
+        max_level=max(model_config.max_level, decoder_cfg.backbone_max_level),
         num_blocks=decoder_cfg.num_blocks,
         num_filters=decoder_cfg.num_filters,
         kernel_size=decoder_cfg.kernel_size,

@@ -1,0 +1,145 @@
+"""scripts/ablation_study.py: the table's arithmetic, its CLI, a quick run."""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+_SCRIPT = os.path.join(os.path.dirname(__file__), '..', '..', 'scripts',
+                       'ablation_study.py')
+
+
+@pytest.fixture(scope='module')
+def study():
+  spec = importlib.util.spec_from_file_location('ablation_study', _SCRIPT)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def _cli(*args):
+  return subprocess.run([sys.executable, _SCRIPT, *args], capture_output=True,
+                        text=True, check=False)
+
+
+@pytest.mark.parametrize('deltas, noise, expects_gain, expected', [
+    # Same sign on every seed and a mean (1.5) above the noise (0.5).
+    ([1.0, 2.0], 0.5, True, 'agrees'),
+    ([-1.0, -2.0], 0.5, True, 'disagrees: the reverse'),
+    # Seeds disagree in sign.
+    ([1.0, -0.5], 0.1, True, 'no clear difference at this scale'),
+    # Same sign but the mean (0.4) is within the seed-to-seed range (1.0).
+    ([0.3, 0.5], 1.0, True, 'no clear difference at this scale'),
+    ([0.3, -0.1], 0.2, False, 'agrees: no clear difference'),
+    ([2.0, 3.0], 0.5, False, 'agrees: no loss (a gain here)'),
+    ([-2.0, -3.0], 0.5, False, 'disagrees: the reverse'),
+])
+def test_verdict(study, deltas, noise, expects_gain, expected):
+  assert study.verdict(deltas, noise, expects_gain) == expected
+
+
+def test_summary_pairs_deltas_by_seed(study):
+  row = study.Row(
+      'centers', 'Table 5', 'q',
+      (study.Variant('mask_centers', 'concave'),
+       study.Variant('box_centers', 'concave')),
+      (study.Comparison('mask_centers', 'box_centers', '+0.6', True),))
+  pq = lambda a, t, s: {'PQ_all': a, 'PQ_things': t, 'PQ_stuff': s}
+  results = {('mask_centers', 0): pq(60.0, 50.0, 80.0),
+             ('mask_centers', 1): pq(64.0, 52.0, 82.0),
+             ('box_centers', 0): pq(57.0, 45.0, 80.0),
+             ('box_centers', 1): pq(62.0, 49.0, 81.0)}
+  stats = {'mask_centers': {'params': 3_000_000, 'flops': 2 * 10**8},
+           'box_centers': {'params': 3_000_000, 'flops': 2 * 10**8}}
+  [entry] = study.summarize([row], results, stats, [0, 1])
+  mask = entry['variants']['mask_centers']
+  assert mask['PQ_all_mean'] == pytest.approx(62.0)
+  assert mask['PQ_all_spread'] == pytest.approx(2.0)   # (64 - 60) / 2
+  assert mask['PQ_things_mean'] == pytest.approx(51.0)
+  [comparison] = entry['comparisons']
+  # Seed 0: 60 - 57 = 3; seed 1: 64 - 62 = 2.
+  assert comparison['deltas'] == pytest.approx([3.0, 2.0])
+  assert comparison['mean'] == pytest.approx(2.5)
+  assert comparison['spread'] == pytest.approx(0.5)
+  # Noise: the larger seed range, 5 (box: 62 - 57) > 2.5: not clear.
+  assert comparison['verdict'] == 'no clear difference at this scale'
+  table = study.markdown([entry], study.QUICK_SETTINGS)
+  assert '| centers | mask_centers | concave | 2 | 62.0 +- 2.0 |' in table
+  assert '| 2.5 +- 0.5 (+3.0, +2.0) | +0.6 |' in table
+
+
+def test_every_compared_variant_belongs_to_its_row(study):
+  for row in study.ROWS:
+    names = {v.name for v in row.variants}
+    for comparison in row.comparisons:
+      assert {comparison.better, comparison.worse} <= names, row.name
+  # A name means one model wherever it appears.
+  by_name = {}
+  for row in study.ROWS:
+    for variant in row.variants:
+      assert by_name.setdefault(variant.name, variant) == variant
+
+
+def test_bad_flags_are_named(tmp_path):
+  result = _cli(f'--output_dir={tmp_path}', '--rows=centers,decodr')
+  assert result.returncode == 2
+  assert '--rows' in result.stderr and 'decodr' in result.stderr
+  result = _cli(f'--output_dir={tmp_path}', '--seeds=0')
+  assert result.returncode == 2 and '--seeds' in result.stderr
+  # A folder holding a study with other settings is not mixed into.
+  (tmp_path / 'settings.json').write_text(json.dumps({'train_steps': 5}))
+  result = _cli(f'--output_dir={tmp_path}', '--quick', '--rows=centers')
+  assert result.returncode == 2 and '--output_dir' in result.stderr
+  assert sorted(os.listdir(tmp_path)) == ['settings.json']
+
+
+def _check_quick_study(out, rows, num_variants):
+  with open(out / 'ablation_study.json') as f:
+    report = json.load(f)
+  assert report['failures'] == []
+  assert [r['row'] for r in report['rows']] == rows
+  variants = {}
+  for row in report['rows']:
+    variants.update(row['variants'])
+    for comparison in row['comparisons']:
+      assert len(comparison['deltas']) == 1
+      assert 'verdict' in comparison
+  assert len(variants) == num_variants
+  for name, v in variants.items():
+    assert v['seeds'] == 1, name
+    assert 0.0 <= v['PQ_all_mean'] <= 100.0, name
+    assert v['params'] > 2_000_000 and v['flops'] > 10**8, name
+  assert (out / 'ablation_study.md').read_text().startswith('16 train / 8 val')
+  return report
+
+
+def test_quick_study_runs_and_resumes(tmp_path):
+  out = tmp_path / 'study'
+  result = _cli(f'--output_dir={out}', '--quick', '--rows=centers')
+  assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+  assert result.stdout.strip().splitlines()[-1] == str(
+      out / 'ablation_study.json')
+  _check_quick_study(out, ['centers'], 2)
+  # Nothing outside the output folder.
+  assert os.listdir(tmp_path) == ['study']
+  assert sorted(os.listdir(out / 'runs')) == ['box_centers', 'mask_centers']
+  log = out / 'runs' / 'box_centers' / 'seed0' / 'train.log'
+  size = log.stat().st_size
+  # Rerun: the finished runs are reused, not trained again.
+  result = _cli(f'--output_dir={out}', '--quick', '--rows=centers')
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert log.stat().st_size == size
+  assert '| centers | Table 5 | mask_centers - box_centers |' in result.stdout
+
+
+@pytest.mark.slow
+def test_quick_study_every_row(tmp_path):
+  result = _cli(f'--output_dir={tmp_path}', '--quick')
+  assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+  report = _check_quick_study(
+      tmp_path, ['class_embedding_one_level', 'class_embedding_levels',
+                 'centers', 'heads', 'decoder'], 9)
+  assert sum(len(r['comparisons']) for r in report['rows']) == 6
