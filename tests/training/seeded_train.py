@@ -6,11 +6,10 @@
       --params_override='runtime.distribution_strategy=mirrored,...'
 
 Test driver for the distributed-training tests. It runs `maskconver.train`'s
-own `main` with Model Garden's flags, after two things train.py does not do:
+own `main` with its flags (`--seed` seeds every run and every worker alike;
+seeding belongs to the driver, not to the task), after one thing train.py
+does not do:
 
-* `--seed`: `tf_keras.utils.set_random_seed`, so that every run (and every
-  worker) initializes the model identically. Seeding belongs to the driver,
-  not to the task.
 * `--logical_cpus=N` (N > 1): splits the CPU into N logical devices. Model
   Garden's `distribute_utils.get_distribution_strategy('mirrored',
   num_gpus=0)` mirrors over CPU:0 only; with this flag it mirrors over all N
@@ -22,14 +21,12 @@ own `main` with Model Garden's flags, after two things train.py does not do:
 from absl import app
 from absl import flags
 import tensorflow as tf
-import tf_keras
 
 from official.common import distribute_utils
 from official.common import flags as tfm_flags
 
 from maskconver import train
 
-flags.DEFINE_integer('seed', 0, 'Seed of Python, NumPy and TensorFlow.')
 flags.DEFINE_integer('logical_cpus', 1,
                      'Logical CPU devices; > 1 makes "mirrored" with '
                      'num_gpus=0 mirror over all of them.')
@@ -59,7 +56,6 @@ def _split_cpu(num_devices: int) -> None:
 def main(argv) -> None:
   if FLAGS.logical_cpus > 1:
     _split_cpu(FLAGS.logical_cpus)
-  tf_keras.utils.set_random_seed(FLAGS.seed)
   train.main(argv)
 
 
