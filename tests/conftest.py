@@ -12,6 +12,8 @@
   tests/training/tiny_maskconver.yaml (64x64, quarter-width ResNet-10, 32
   channels, batch 4) reading the `training_records` TFRecords, plus
   `overrides` (a nested dict in the config's structure).
+* `load_script(name)` -> scripts/<name>.py imported as a module (scripts/ is
+  not a package), for the tests of the scripts' functions.
 """
 
 import os
@@ -22,6 +24,8 @@ import os
 os.environ.setdefault('XLA_FLAGS', '--xla_backend_optimization_level=0')
 
 import dataclasses
+import importlib.util
+import types
 from typing import Any, Callable, Mapping
 
 import pytest
@@ -35,6 +39,8 @@ from maskconver import registry_imports  # pylint: disable=unused-import
 from maskconver.data import convert_coco_panoptic
 from maskconver.data import synthetic
 
+SCRIPTS_DIR = os.path.join(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))), 'scripts')
 TINY_CONFIG = os.path.join(os.path.dirname(__file__), 'training',
                            'tiny_maskconver.yaml')
 TRAIN_IMAGES = 8
@@ -88,3 +94,14 @@ def make_params(training_records) -> Callable[..., cfg.ExperimentConfig]:
     params.validate()
     return params
   return make
+
+
+@pytest.fixture(scope='session')
+def load_script() -> Callable[[str], types.ModuleType]:
+  def load(name: str) -> types.ModuleType:
+    spec = importlib.util.spec_from_file_location(
+        name, os.path.join(SCRIPTS_DIR, f'{name}.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+  return load

@@ -1,6 +1,5 @@
 """scripts/evaluate_exported.py: PQ of the Keras model and its exports."""
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -17,11 +16,8 @@ _SCRIPT = os.path.join(os.path.dirname(__file__), '..', '..', 'scripts',
 
 
 @pytest.fixture(scope='module')
-def evaluate_exported():
-  spec = importlib.util.spec_from_file_location('evaluate_exported', _SCRIPT)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+def evaluate_exported(load_script):
+  return load_script('evaluate_exported')
 
 
 @pytest.fixture(scope='module')

@@ -1,6 +1,5 @@
 """scripts/ablation_study.py: the table's arithmetic, its CLI, a quick run."""
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -13,11 +12,8 @@ _SCRIPT = os.path.join(os.path.dirname(__file__), '..', '..', 'scripts',
 
 
 @pytest.fixture(scope='module')
-def study():
-  spec = importlib.util.spec_from_file_location('ablation_study', _SCRIPT)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+def study(load_script):
+  return load_script('ablation_study')
 
 
 def _cli(*args):
