@@ -25,22 +25,14 @@ import tensorflow as tf
 
 from maskconver import keys
 from maskconver.dataloaders import record_files
+from maskconver.dataloaders import tf_example_decoder
 
 EXIT_OK = 0
 EXIT_BAD_FILES = 1
 EXIT_USAGE = 2
 _BATCH = 64
 # The features the decoder requires, with their types.
-_FEATURES = {
-    keys.IMAGE_ENCODED: tf.io.FixedLenFeature((), tf.string),
-    keys.IMAGE_HEIGHT: tf.io.FixedLenFeature((), tf.int64),
-    keys.IMAGE_WIDTH: tf.io.FixedLenFeature((), tf.int64),
-    keys.IMAGE_SOURCE_ID: tf.io.FixedLenFeature((), tf.string, ''),
-    keys.PANOPTIC_ENCODED: tf.io.FixedLenFeature((), tf.string),
-    keys.SEGMENT_IDS: tf.io.VarLenFeature(tf.int64),
-    keys.SEGMENT_CLASSES: tf.io.VarLenFeature(tf.int64),
-    keys.SEGMENT_IS_CROWD: tf.io.VarLenFeature(tf.int64),
-}
+_FEATURES = tf_example_decoder.FEATURE_SPEC
 
 
 @dataclasses.dataclass

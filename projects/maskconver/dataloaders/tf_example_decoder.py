@@ -30,20 +30,25 @@ def decode_panoptic_png(png_bytes: tf.Tensor) -> tf.Tensor:
   return rgb[..., 0] + base * rgb[..., 1] + base * base * rgb[..., 2]
 
 
+# The features of a panoptic tf.Example, with their types (also what
+# maskconver.data.check_records verifies in every record).
+FEATURE_SPEC = {
+    keys.IMAGE_ENCODED: tf.io.FixedLenFeature((), tf.string),
+    keys.IMAGE_HEIGHT: tf.io.FixedLenFeature((), tf.int64),
+    keys.IMAGE_WIDTH: tf.io.FixedLenFeature((), tf.int64),
+    keys.IMAGE_SOURCE_ID: tf.io.FixedLenFeature((), tf.string, ''),
+    keys.PANOPTIC_ENCODED: tf.io.FixedLenFeature((), tf.string),
+    keys.SEGMENT_IDS: tf.io.VarLenFeature(tf.int64),
+    keys.SEGMENT_CLASSES: tf.io.VarLenFeature(tf.int64),
+    keys.SEGMENT_IS_CROWD: tf.io.VarLenFeature(tf.int64),
+}
+
+
 class TfExampleDecoder(decoder.Decoder):
   """Decodes one serialized panoptic tf.Example into tensors."""
 
   def __init__(self):
-    self._keys_to_features = {
-        keys.IMAGE_ENCODED: tf.io.FixedLenFeature((), tf.string),
-        keys.IMAGE_HEIGHT: tf.io.FixedLenFeature((), tf.int64),
-        keys.IMAGE_WIDTH: tf.io.FixedLenFeature((), tf.int64),
-        keys.IMAGE_SOURCE_ID: tf.io.FixedLenFeature((), tf.string, ''),
-        keys.PANOPTIC_ENCODED: tf.io.FixedLenFeature((), tf.string),
-        keys.SEGMENT_IDS: tf.io.VarLenFeature(tf.int64),
-        keys.SEGMENT_CLASSES: tf.io.VarLenFeature(tf.int64),
-        keys.SEGMENT_IS_CROWD: tf.io.VarLenFeature(tf.int64),
-    }
+    self._keys_to_features = dict(FEATURE_SPEC)
 
   def decode(self, serialized_example: tf.Tensor) -> Dict[str, tf.Tensor]:
     """Decodes a serialized tf.Example.
