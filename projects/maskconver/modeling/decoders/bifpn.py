@@ -7,8 +7,8 @@ import tf_keras
 
 from official.modeling import tf_utils
 
+from maskconver.modeling.decoders import convnext_unet
 from maskconver.modeling.layers import initializers
-from maskconver.ops import resize_ops
 
 
 @tf_keras.utils.register_keras_serializable(package='maskconver')
@@ -53,21 +53,6 @@ class FastNormalizedFusion(tf_keras.layers.Layer):
     config = super().get_config()
     config['epsilon'] = self.epsilon
     return config
-
-
-@tf_keras.utils.register_keras_serializable(package='maskconver')
-class UpsampleLike(tf_keras.layers.Layer):
-  """Nearest-neighbour resize of `inputs` to the spatial size of `reference`.
-
-  The 2x upsampling between pyramid levels; odd sizes (a level of
-  ceil(n / 2) cells going back to n) keep TF's half-pixel nearest rule.
-  """
-
-  def call(self, inputs: tf.Tensor, reference: tf.Tensor) -> tf.Tensor:
-    size = reference.shape[1:3].as_list()
-    if None in size:
-      size = tf.shape(reference)[1:3]
-    return resize_ops.nearest_resize(inputs, size)
 
 
 @tf_keras.utils.register_keras_serializable(package='maskconver')
@@ -206,8 +191,8 @@ class BiFPN(tf_keras.Model):
       prefix = f'layer{repeat}'
       top_down = {max_level: features[max_level]}
       for level in range(max_level - 1, min_level - 1, -1):
-        upsampled = UpsampleLike(name=f'{prefix}_up_l{level}')(
-            top_down[level + 1], features[level])
+        upsampled = convnext_unet.ResizeNearestLike(
+            name=f'{prefix}_up_l{level}')(top_down[level + 1], features[level])
         top_down[level] = node([features[level], upsampled],
                                f'{prefix}_td_l{level}')
       outputs = {min_level: top_down[min_level]}
