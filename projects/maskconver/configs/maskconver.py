@@ -42,14 +42,19 @@ class PanopticPostprocessor(hyperparams.Config):
       the merge (paper: 0.75).
     mask_threshold: probability above which a pixel belongs to a mask.
     merge_method: 'exact' (upsample all K masks to the output size, then
-      merge) or 'fast' (decide at mask resolution, upsample only each output
-      pixel's 8 candidate masks: nearly the same maps at a fraction of the
-      cost; see maskconver.modeling.panoptic_postprocessor).
+      merge) or 'fast' (rank at mask resolution, refine only the output
+      cells on boundaries and mask contours: nearly the same maps at a
+      fraction of the cost; see maskconver.modeling.fast_merge).
+    fast_refine_share: the share of output cells (f x f pixels between 2 x 2
+      mask pixels) that the fast merge may refine; boundary cells beyond it
+      keep nearest-neighbour labels. Measured on the synthetic val split
+      (128 px): 15% of the cells are boundary cells on average, 28% at most.
   """
   score_threshold: float = 0.2
   overlap_threshold: float = 0.75
   mask_threshold: float = 0.5
   merge_method: str = 'exact'
+  fast_refine_share: float = 0.25
 
 
 @dataclasses.dataclass

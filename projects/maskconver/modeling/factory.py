@@ -230,4 +230,5 @@ def build_panoptic_postprocessor(
       mask_threshold=config.mask_threshold,
       mask_activation=model_config.score_activation,
       merge_method=config.merge_method,
+      fast_refine_share=config.fast_refine_share,
       name='panoptic_postprocessor')

@@ -14,15 +14,11 @@ import tensorflow as tf
 import tf_keras
 
 from maskconver import keys
+from maskconver.modeling import fast_merge
 from maskconver.modeling.layers import score_activation
 
 MASK_ACTIVATIONS = score_activation.ACTIVATIONS
 MERGE_METHODS = ('exact', 'fast')
-# The fast merge's candidates per mask pixel (its best-ranked detections).
-# With 1, the exact winner is missed on about 1% of the pixels of smooth
-# random masks (where a runner-up everywhere wins in between); with 2, on
-# about 0.001%.
-FAST_CANDIDATES_PER_PIXEL = 2
 
 SizeLike = Union[Sequence[int], tf.Tensor]
 
@@ -55,23 +51,14 @@ class PanopticPostprocessor(tf_keras.layers.Layer):
 
   `merge_method='exact'` does the above at the output size: all K masks are
   upsampled, which costs O(height * width * K) and dominates the merge.
-  `merge_method='fast'` gives nearly the same maps at a fraction of the cost
-  when the output size is an integer multiple f of the mask size (the
-  network input size: f = 4): the winners are decided at MASK resolution;
-  then each output pixel is assigned among at most
-  8 candidates only -- the two best-ranked mask-resolution detections of
-  each of the 2x2 mask pixels whose bilinear interpolation covers it
-  (FAST_CANDIDATES_PER_PIXEL) -- whose logits are upsampled
-  exactly as step 2 does (bilinear, half-pixel centers) and ranked by score *
-  probability (ties: the lower index). Steps 4-5 then count each
-  detection's won pixels exactly on these output-size winners, and the
-  pixels of its mask that others win from mask resolution (f**2 output
-  pixels per mask pixel). Its cost is O(height * width * 8) + O(mask pixels
-  * K). It differs from the exact merge where the exact winner is none of
-  the candidates, and where a partly occluded detection's area ratio crosses
-  `overlap_threshold` by the estimate of its occluded part (tests measure
-  the share of agreeing pixels). Output sizes that are not a static integer multiple
-  of the mask size use the exact merge.
+  `merge_method='fast'` (maskconver.modeling.fast_merge), when the output
+  size is a static integer multiple of the mask size (the network input
+  size: 4x), ranks the masks at mask resolution, keeps the
+  nearest-neighbour labels of the output cells whose winner provably does
+  not change in between, and refines only the others (boundaries and mask
+  contours, at most `fast_refine_share` of the cells) exactly among 8
+  candidates; areas are counted the same way. Other output sizes use the
+  exact merge.
   """
 
   def __init__(self,
@@ -84,6 +71,7 @@ class PanopticPostprocessor(tf_keras.layers.Layer):
                mask_activation: str = 'sigmoid',
                max_candidates: Optional[int] = None,
                merge_method: str = 'exact',
+               fast_refine_share: float = 0.25,
                **kwargs):
     """Initializes the layer.
 
@@ -104,8 +92,11 @@ class PanopticPostprocessor(tf_keras.layers.Layer):
         `max_candidates` detections pass the score threshold. None merges
         all K.
       merge_method: 'exact' (upsample all masks, merge at the output size)
-        or 'fast' (decide at mask resolution, upsample only each pixel's
-        candidates); see the class doc.
+        or 'fast' (decide at mask resolution, refine only the boundary
+        cells); see the class doc.
+      fast_refine_share: the share of output cells the fast merge may
+        refine, in (0, 1]; boundary cells beyond it keep nearest-neighbour
+        labels.
       **kwargs: passed to the Layer.
     """
     super().__init__(**kwargs)
@@ -124,6 +115,9 @@ class PanopticPostprocessor(tf_keras.layers.Layer):
     if merge_method not in MERGE_METHODS:
       raise ValueError(f'merge_method must be one of {MERGE_METHODS}, got '
                        f'{merge_method!r}')
+    if not 0.0 < fast_refine_share <= 1.0:
+      raise ValueError(f'fast_refine_share must lie in (0, 1], got '
+                       f'{fast_refine_share}')
     if max_candidates is not None and max_candidates <= 0:
       raise ValueError(f'max_candidates must be positive, got '
                        f'{max_candidates}')
@@ -141,6 +135,7 @@ class PanopticPostprocessor(tf_keras.layers.Layer):
     self.mask_activation = mask_activation
     self.max_candidates = max_candidates
     self.merge_method = merge_method
+    self.fast_refine_share = fast_refine_share
 
   def _target_size(self, image_size: Optional[SizeLike]) -> Any:
     """Returns the output (height, width), as Python ints when static."""
@@ -285,29 +280,29 @@ class PanopticPostprocessor(tf_keras.layers.Layer):
       The outputs of `call` at factor * (mask_height, mask_width), with
       segments indexed by 0 .. N - 1.
     """
-    probs = self._activation(mask_logits)
-    ranking = probs * tf.where(valid, scores, 0.0)[:, None, None, :]
-    # top_k puts the lower index first on ties, as argmax picks it.
-    ranked = tf.math.top_k(
-        ranking, k=min(FAST_CANDIDATES_PER_PIXEL, ranking.shape[-1])).indices
-    winner = ranked[..., 0]
-    winner_prob = tf.gather(probs, winner[..., None], batch_dims=3)[..., 0]
-    winner, winner_prob, candidate_area = self._upsampled_winners(
-        mask_logits, ranked, scores, valid, factor)
-    # Areas at the output size: won pixels exactly (a segment sum over the
-    # pixels), mask pixels exactly where the mask is a candidate, and
-    # factor**2 output pixels per mask pixel where it is not (below the two
-    # best there: deeply occluded).
-    num_masks = probs.shape[-1]
-    in_ranked = tf.reduce_max(
-        tf.one_hot(ranked, num_masks, dtype=tf.float32), axis=3)
-    rest = tf.reduce_sum(
-        tf.cast(probs >= self.mask_threshold, tf.float32) * (1.0 - in_ranked),
-        axis=[1, 2])
-    won_area = self._won_area(winner, winner_prob, valid)
-    mask_area = candidate_area + float(factor * factor) * rest
+    winners, won_area, mask_area = fast_merge.fast_merge_labels(
+        mask_logits, scores, valid, factor, self.mask_threshold,
+        self._activation, self.fast_refine_share)
     segments = self._segments(won_area, mask_area, classes, scores, valid)
-    return self._paint(winner, winner_prob, classes, scores, segments)
+    num_masks = mask_logits.shape[-1]
+    kept = segments['kept']
+
+    def lookup(values, void_value):
+      # Per-detection values, void_value for dropped ones and for index N.
+      table = tf.concat([tf.where(kept, values, void_value),
+                         tf.fill([tf.shape(kept)[0], 1], void_value)], axis=1)
+      return tf.gather(table, winners, batch_dims=1)
+
+    is_segment = segments['is_segment']
+    return {
+        keys.CATEGORY_MASK: lookup(classes, keys.VOID_CLASS),
+        keys.INSTANCE_MASK: lookup(segments['instance_ids'], 0),
+        keys.PANOPTIC_SEGMENT_MAP: lookup(segments['representative'] + 1, 0),
+        keys.SEGMENT_CLASSES_OUT: tf.where(is_segment, classes,
+                                           keys.VOID_CLASS),
+        keys.SEGMENT_SCORES_OUT: tf.where(is_segment, scores, 0.0),
+        keys.SEGMENT_IS_THING_OUT: is_segment & segments['is_thing'],
+    }
 
   @staticmethod
   def _winners(probs: tf.Tensor, scores: tf.Tensor,
@@ -347,43 +342,6 @@ class PanopticPostprocessor(tf_keras.layers.Layer):
     mask_area = tf.reduce_sum(
         tf.cast(probs >= self.mask_threshold, tf.float32), axis=[1, 2])
     return won_area, mask_area
-
-  def _won_area(self, winner: tf.Tensor, winner_prob: tf.Tensor,
-                valid: tf.Tensor) -> tf.Tensor:
-    """float32 [batch, N] pixels each detection wins, O(pixels).
-
-    A segment sum over the pixels instead of `_areas`' one-hot over N, for
-    the output-size maps of the fast merge (static batch size; else the
-    one-hot).
-    """
-    num_masks = valid.shape[-1]
-    winner_valid = tf.gather(valid, winner, batch_dims=1)
-    foreground = winner_valid & (winner_prob >= self.mask_threshold)
-    won_index = tf.where(foreground, winner, num_masks)
-    return self._slot_sums(tf.ones_like(won_index, tf.float32), won_index,
-                           num_masks)
-
-  @staticmethod
-  def _slot_sums(values: tf.Tensor, slots: tf.Tensor,
-                 num_masks: int) -> tf.Tensor:
-    """float32 [batch, N]: per image, the sum of `values` of each slot.
-
-    Args:
-      values: float32 [batch, ...].
-      slots: int32 [batch, ...], same shape, in [0, N]; N is dropped.
-      num_masks: N.
-    """
-    batch = values.shape[0]
-    if batch is None:
-      return tf.reduce_sum(
-          tf.one_hot(slots, num_masks, dtype=tf.float32) * values[..., None],
-          axis=list(range(1, len(values.shape))))
-    # Segment b * (N + 1) + n sums image b's values of slot n.
-    offsets = tf.reshape(tf.range(batch, dtype=tf.int32) * (num_masks + 1),
-                         [batch] + [1] * (len(values.shape) - 1))
-    sums = tf.math.unsorted_segment_sum(values, slots + offsets,
-                                        batch * (num_masks + 1))
-    return tf.reshape(sums, [batch, num_masks + 1])[:, :num_masks]
 
   def _segments(self, won_area: tf.Tensor, mask_area: tf.Tensor,
                 classes: tf.Tensor, scores: tf.Tensor,
@@ -454,113 +412,6 @@ class PanopticPostprocessor(tf_keras.layers.Layer):
         keys.SEGMENT_IS_THING_OUT: is_segment & segments['is_thing'],
     }
 
-  def _upsampled_winners(self, mask_logits: tf.Tensor, ranked: tf.Tensor,
-                         scores: tf.Tensor, valid: tf.Tensor,
-                         factor: int) -> Tuple[tf.Tensor, tf.Tensor]:
-    """Output-size winners among each pixel's mask-resolution candidates.
-
-    With half-pixel centers, output row y samples the mask at
-    s = (y + 0.5) / factor - 0.5: between mask rows floor(s) and floor(s) + 1
-    (clamped to the edges). On the mask grid padded by one edge row and
-    column, the `factor` x `factor` output pixels between four neighbouring
-    mask pixels (a cell) share these four corners; their candidates are the
-    corners' best-ranked detections, and the candidates' logits are
-    interpolated at the cell's fixed fractional offsets as tf.image.resize
-    does (along x, then y).
-
-    Args:
-      mask_logits: float32 [batch, h, w, N].
-      ranked: int32 [batch, h, w, C], the C best-ranked detections of each
-        mask pixel.
-      scores: float32 [batch, N].
-      valid: bool [batch, N].
-      factor: integer upsampling factor >= 2.
-
-    Returns:
-      (int32 [batch, factor * h, factor * w] winner index,
-       float32 [batch, factor * h, factor * w] its probability,
-       float32 [batch, N] per detection, the output pixels where it is a
-       candidate with probability >= mask_threshold).
-    """
-    height, width, num_masks = mask_logits.shape[1:]
-
-    def pad_edges(x):
-      x = tf.concat([x[:, :1], x, x[:, -1:]], axis=1)
-      return tf.concat([x[:, :, :1], x, x[:, :, -1:]], axis=2)
-
-    logits = pad_edges(mask_logits)
-    ranked = pad_edges(ranked)
-    corners = [(0, 0), (0, 1), (1, 0), (1, 1)]
-    # [batch, h + 1, w + 1, 4 C]: the candidates of each cell.
-    candidates = tf.concat(
-        [ranked[:, dy:dy + height + 1, dx:dx + width + 1]
-         for dy, dx in corners], axis=-1)
-    # Each candidate's logit at each corner: 4 x [batch, h + 1, w + 1, 4 C].
-    v00, v01, v10, v11 = (
-        tf.gather(logits[:, dy:dy + height + 1, dx:dx + width + 1],
-                  candidates, batch_dims=3) for dy, dx in corners)
-    # Output pixel a of a cell (a = 0 .. factor - 1, the first cell starting
-    # `offset` pixels before the image) lies at this fraction between the
-    # cell's corners. Sub-pixel s = a_y * factor + a_x of a cell (the
-    # depth_to_space order) interpolates at (fractions[a_y], fractions[a_x]).
-    offset = (factor + 1) // 2
-    fractions = [(a - offset + 0.5) / factor + 0.5 for a in range(factor)]
-    x_fractions = tf.constant(fractions * factor, tf.float32)
-    y_fractions = tf.constant(
-        [f for f in fractions for _ in range(factor)], tf.float32)
-    # Tensors stay 4-D ([batch, cells, candidates, sub-pixels]), which every
-    # TFLite kernel takes.
-    cells = (height + 1) * (width + 1)
-    v00, v01, v10, v11 = (tf.reshape(v, [-1, cells, v.shape[-1], 1])
-                          for v in (v00, v01, v10, v11))
-    top = v00 + (v01 - v00) * x_fractions
-    bottom = v10 + (v11 - v10) * x_fractions
-    # [batch, cells, 4 C candidates, factor * factor sub-pixels].
-    probs = self._activation(top + (bottom - top) * y_fractions)
-    slots = tf.reshape(candidates, [-1, cells, candidates.shape[-1], 1])
-    candidate_scores = tf.gather(tf.where(valid, scores, 0.0), slots,
-                                 batch_dims=1)
-    ranking = probs * candidate_scores
-    is_best = tf.equal(ranking, tf.reduce_max(ranking, axis=2,
-                                              keepdims=True))
-    # The lowest best-ranked index, as argmax over all masks picks.
-    best = tf.reduce_min(tf.where(is_best, slots, num_masks), axis=2,
-                         keepdims=True)
-    best_prob = tf.reduce_max(tf.where(tf.equal(slots, best), probs, 0.0),
-                              axis=2)
-
-    # Mask pixels of each candidate, once per detection and cell, inside the
-    # output (the first and last cells stick out by `offset` pixels).
-    num_candidates = candidates.shape[-1]
-    earlier = tf.constant(np.tri(num_candidates, k=-1, dtype=bool))
-    repeated = tf.reduce_any(
-        tf.equal(slots, tf.transpose(slots, [0, 1, 3, 2])) & earlier, axis=3,
-        keepdims=True)
-    inside = np.zeros([height + 1, width + 1, factor, factor], np.float32)
-    rows = np.arange((height + 1) * factor) - offset
-    cols = np.arange((width + 1) * factor) - offset
-    ok_rows = ((rows >= 0) & (rows < factor * height)).reshape(height + 1,
-                                                               factor)
-    ok_cols = ((cols >= 0) & (cols < factor * width)).reshape(width + 1,
-                                                              factor)
-    inside[:] = (ok_rows[:, None, :, None] & ok_cols[None, :, None, :])
-    inside = tf.constant(inside.reshape([1, cells, 1, factor * factor]))
-    counts = tf.reduce_sum(
-        tf.cast(probs >= self.mask_threshold, tf.float32) * inside,
-        axis=3, keepdims=True) * tf.cast(tf.logical_not(repeated), tf.float32)
-    candidate_area = self._slot_sums(counts[..., 0], slots[..., 0],
-                                     num_masks)
-
-    def to_image(values):
-      # [batch, cells, factor**2] -> [batch, factor * h, factor * w].
-      image = tf.nn.depth_to_space(
-          tf.reshape(values, [-1, height + 1, width + 1, factor * factor]),
-          factor)
-      return image[:, offset:offset + factor * height,
-                   offset:offset + factor * width, 0]
-
-    return to_image(best[:, :, 0]), to_image(best_prob), candidate_area
-
   def get_config(self) -> Dict[str, Any]:
     config = super().get_config()
     config.update({
@@ -573,6 +424,7 @@ class PanopticPostprocessor(tf_keras.layers.Layer):
         'mask_activation': self.mask_activation,
         'max_candidates': self.max_candidates,
         'merge_method': self.merge_method,
+        'fast_refine_share': self.fast_refine_share,
     })
     return config
 

@@ -1,0 +1,290 @@
+"""The `fast` panoptic merge: decide at mask resolution, refine boundaries.
+
+The exact merge (`panoptic_postprocessor`) upsamples all N mask logits to the
+output size (bilinear, half-pixel centers) and gives each output pixel to the
+detection maximising score * probability. When the output is an integer
+multiple f of the mask size, most of that work is redundant:
+
+* Output pixels fall into cells: the f x f pixels whose bilinear
+  interpolation reads the same 2 x 2 mask pixels (the corners; on the edges a
+  corner repeats, as the resize clamps). Interpolation is a convex
+  combination of the corners, so a cell whose four corners have the same
+  best-ranked detection w, with w's lowest corner rank above every other
+  detection's highest one (each corner's runner-up), and the same foreground
+  state (w's probability against `mask_threshold`, a linear test on its
+  logit), is won by w everywhere (or void everywhere): its labels are the
+  corners' (nearest-neighbour upsampling of the mask-resolution labels).
+* Only the other cells -- boundaries between detections, mask contours,
+  and contours of the runner-up (an occluded mask's edge) -- are refined:
+  for each of their f * f pixels the two best-ranked detections of each
+  corner (8 candidates) are interpolated exactly and ranked as the exact
+  merge does (ties: the lower index).
+
+Areas for the overlap test: won pixels and mask pixels (probability at
+least `mask_threshold`) are counted at mask resolution (f * f output pixels
+per mask pixel) and corrected by the exact counts on the refined cells, for
+the painted labels and for every candidate's mask.
+
+Static shapes throughout: at most `ceil(refine_share * cells)` cells are
+refined (the boundary cells first, in raster order); boundary cells beyond
+that budget keep their nearest-neighbour labels. Apart from those, results
+differ from the exact merge only where the exact winner is none of a refined
+pixel's 8 candidates, and where a mask's contour hidden under another
+detection's uniform cells changes its area (nearest-neighbour estimate
+there).
+
+Costs: O(mask pixels * N) for the ranking, O(refined cells * 8 * f * f) for
+the refinement, and a few gathers per output pixel; the big per-pixel
+tensors are float32, which TFLite's XNNPACK delegate runs.
+"""
+
+from typing import Callable, Tuple
+
+import numpy as np
+import tensorflow as tf
+
+# The best-ranked detections of each mask pixel that a refined cell takes
+# from each of its 4 corners.
+CANDIDATES_PER_CORNER = 2
+# Corner order of a cell: (row, column) offsets on the edge-padded mask grid.
+_CORNERS = ((0, 0), (0, 1), (1, 0), (1, 1))
+
+
+def slot_sums(values: tf.Tensor, slots: tf.Tensor, num_slots: int
+              ) -> tf.Tensor:
+  """float32 [batch, N]: per image, the sum of `values` of each slot.
+
+  Args:
+    values: float32 [batch, ...].
+    slots: int32 [batch, ...], same shape, in [0, N]; slot N is dropped.
+    num_slots: N.
+  """
+  batch = values.shape[0]
+  if batch is None:
+    return tf.reduce_sum(
+        tf.one_hot(slots, num_slots, dtype=tf.float32) * values[..., None],
+        axis=list(range(1, len(values.shape))))
+  # Segment b * (N + 1) + n sums image b's values of slot n.
+  offsets = tf.reshape(tf.range(batch, dtype=tf.int32) * (num_slots + 1),
+                       [batch] + [1] * (len(values.shape) - 1))
+  sums = tf.math.unsorted_segment_sum(values, slots + offsets,
+                                      batch * (num_slots + 1))
+  return tf.reshape(sums, [batch, num_slots + 1])[:, :num_slots]
+
+
+def _subpixel_constants(factor: int) -> Tuple[int, np.ndarray, np.ndarray]:
+  """Where the f * f pixels of a cell sit between its corners.
+
+  With half-pixel centers, output row y samples mask row
+  (y + 0.5) / f - 0.5. The first cell starts `offset` pixels before the
+  image; its pixel a (0 .. f - 1) lies at fraction (a - offset + 0.5) / f +
+  0.5 between the cell's two corner rows, and its nearest corner row is the
+  second one when a >= offset.
+
+  Returns:
+    (offset,
+     float32 [4, f * f] bilinear weight of each corner at each pixel
+       (pixel index a_y * f + a_x, the depth_to_space order),
+     float32 [4, f * f] 1 where the corner is the pixel's nearest).
+  """
+  offset = (factor + 1) // 2
+  fractions = [(a - offset + 0.5) / factor + 0.5 for a in range(factor)]
+  weights = np.zeros([4, factor * factor], np.float32)
+  nearest = np.zeros([4, factor * factor], np.float32)
+  for corner, (dy, dx) in enumerate(_CORNERS):
+    for a_y in range(factor):
+      for a_x in range(factor):
+        weight_y = fractions[a_y] if dy else 1.0 - fractions[a_y]
+        weight_x = fractions[a_x] if dx else 1.0 - fractions[a_x]
+        weights[corner, a_y * factor + a_x] = weight_y * weight_x
+        nearest[corner, a_y * factor + a_x] = float(
+            (a_y >= offset) == bool(dy) and (a_x >= offset) == bool(dx))
+  return offset, weights, nearest
+
+
+def _inside(height: int, width: int, factor: int, offset: int) -> np.ndarray:
+  """float32 [cells, f * f], 1 for the pixels of each cell inside the image."""
+  rows = np.arange((height + 1) * factor) - offset
+  cols = np.arange((width + 1) * factor) - offset
+  ok_rows = ((rows >= 0) & (rows < factor * height)).reshape(height + 1,
+                                                             factor)
+  ok_cols = ((cols >= 0) & (cols < factor * width)).reshape(width + 1, factor)
+  inside = ok_rows[:, None, :, None] & ok_cols[None, :, None, :]
+  return inside.reshape((height + 1) * (width + 1),
+                        factor * factor).astype(np.float32)
+
+
+def _corner_views(values: tf.Tensor) -> Tuple[tf.Tensor, ...]:
+  """float32 [batch, h, w] -> the 4 corners of each cell, [batch, h+1, w+1]."""
+  height, width = values.shape[1:3]
+  padded = tf.concat([values[:, :1], values, values[:, -1:]], axis=1)
+  padded = tf.concat([padded[:, :, :1], padded, padded[:, :, -1:]], axis=2)
+  return tuple(padded[:, dy:dy + height + 1, dx:dx + width + 1]
+               for dy, dx in _CORNERS)
+
+
+def _pairwise(reduce: Callable[[tf.Tensor, tf.Tensor], tf.Tensor],
+              views: Tuple[tf.Tensor, ...]) -> tf.Tensor:
+  """Min or max of the 4 corner views, elementwise (XNNPACK runs these)."""
+  return reduce(reduce(views[0], views[1]), reduce(views[2], views[3]))
+
+
+def fast_merge_labels(
+    mask_logits: tf.Tensor, scores: tf.Tensor, valid: tf.Tensor,
+    factor: int, mask_threshold: float,
+    activation: Callable[[tf.Tensor], tf.Tensor],
+    refine_share: float) -> Tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+  """Per output pixel its detection (or void), and the areas (module doc).
+
+  Args:
+    mask_logits: float32 [batch, h, w, N], static h, w, N.
+    scores: float32 [batch, N], detection scores.
+    valid: bool [batch, N], detections that may win pixels.
+    factor: the integer upsampling factor f >= 2 to the output size.
+    mask_threshold: probability from which a pixel belongs to a mask.
+    activation: logits -> probabilities (monotone).
+    refine_share: the share of cells that may be refined, in (0, 1].
+
+  Returns:
+    (int32 [batch, f * h, f * w] winning detection of each output pixel, N
+       where the pixel is void (no valid winner, or a winner below
+       mask_threshold),
+     float32 [batch, N] output pixels each detection wins,
+     float32 [batch, N] output pixels of each detection's mask).
+  """
+  height, width, num_masks = mask_logits.shape[1:]
+  pixels = height * width
+  cells = (height + 1) * (width + 1)
+  subpixels = factor * factor
+  probs = activation(mask_logits)
+  ranking_scores = tf.where(valid, scores, 0.0)
+  ranking = probs * ranking_scores[:, None, None, :]
+  best = tf.math.top_k(ranking, k=min(CANDIDATES_PER_CORNER, num_masks))
+
+  def labels(index, rank):
+    # Foreground: rank >= threshold * score, i.e. probability >= threshold.
+    score = tf.gather(ranking_scores, index, batch_dims=1)
+    foreground = (tf.gather(valid, index, batch_dims=1) &
+                  (rank >= mask_threshold * score))
+    return tf.where(foreground, index, num_masks)
+
+  first, first_rank = best.indices[..., 0], best.values[..., 0]
+  label = labels(first, first_rank)
+  if num_masks > 1:
+    second_rank = best.values[..., 1]
+    second_label = labels(best.indices[..., 1], second_rank)
+  else:
+    second_rank = tf.zeros_like(first_rank)
+    second_label = tf.zeros_like(label)
+  won_area = float(subpixels) * slot_sums(tf.ones_like(first_rank), label,
+                                          num_masks)
+  mask_area = float(subpixels) * tf.reduce_sum(
+      tf.cast(probs >= mask_threshold, tf.float32), axis=[1, 2])
+
+  # Uniform cells (module doc), on float maps (XNNPACK slices them).
+  label_f = tf.cast(label, tf.float32)
+  corner_first = _corner_views(tf.cast(first, tf.float32))
+  corner_label = _corner_views(label_f)
+  corner_second = _corner_views(tf.cast(second_label, tf.float32))
+  corner_rank1 = _corner_views(first_rank)
+  corner_rank2 = _corner_views(second_rank)
+  same = tf.ones_like(corner_first[0], tf.bool)
+  for corner in range(1, 4):
+    same &= (tf.equal(corner_first[corner], corner_first[0]) &
+             tf.equal(corner_label[corner], corner_label[0]) &
+             tf.equal(corner_second[corner], corner_second[0]))
+  lowest_first = _pairwise(tf.minimum, corner_rank1)
+  highest_first = _pairwise(tf.maximum, corner_rank1)
+  highest_second = _pairwise(tf.maximum, corner_rank2)
+  uniform = same & ((lowest_first > highest_second) | (highest_first <= 0.0))
+  boundary = tf.reshape(1.0 - tf.cast(uniform, tf.float32), [-1, cells])
+
+  # The refined cells: boundary cells first (top_k keeps raster order).
+  budget = max(1, min(cells, int(np.ceil(refine_share * cells))))
+  refined = tf.math.top_k(boundary, k=budget).indices
+  cell_row = refined // (width + 1)
+  cell_col = refined % (width + 1)
+  row_offsets = tf.constant([dy - 1 for dy, _ in _CORNERS])
+  col_offsets = tf.constant([dx - 1 for _, dx in _CORNERS])
+  # [batch, B, 4] mask pixel of each corner (clamped as the resize does).
+  corner_pixel = (
+      tf.clip_by_value(cell_row[..., None] + row_offsets, 0, height - 1) *
+      width +
+      tf.clip_by_value(cell_col[..., None] + col_offsets, 0, width - 1))
+  per_corner = best.indices.shape[-1]
+  ranked = tf.reshape(best.indices, [-1, pixels * per_corner])
+  candidates = tf.gather(
+      ranked, tf.reshape(corner_pixel[..., None] * per_corner +
+                         tf.range(per_corner), [-1, budget, 4 * per_corner]),
+      batch_dims=1)
+  num_candidates = 4 * per_corner
+  # Ascending: repeats side by side, and ties go to the first (lowest).
+  candidates = -tf.math.top_k(-candidates, k=num_candidates).values
+  # [batch, B, C, 4] each candidate's logit at each corner.
+  corner_logits = tf.gather(
+      tf.reshape(mask_logits, [-1, pixels * num_masks]),
+      corner_pixel[:, :, None, :] * num_masks + candidates[..., None],
+      batch_dims=1)
+  offset, weights, nearest = _subpixel_constants(factor)
+  flat_logits = tf.reshape(corner_logits, [-1, 4])
+  # [batch, B, C, f * f] interpolated as tf.image.resize does, and nearest.
+  candidate_probs = activation(tf.reshape(
+      tf.matmul(flat_logits, tf.constant(weights)),
+      [-1, budget, num_candidates, subpixels]))
+  nearest_probs = activation(tf.reshape(
+      tf.matmul(flat_logits, tf.constant(nearest)),
+      [-1, budget, num_candidates, subpixels]))
+  slots = candidates[..., None]
+  candidate_ranking = candidate_probs * tf.gather(ranking_scores, slots,
+                                                  batch_dims=1)
+  is_best = tf.equal(candidate_ranking,
+                     tf.reduce_max(candidate_ranking, axis=2, keepdims=True))
+  winner = tf.reduce_min(tf.where(is_best, slots, num_masks), axis=2,
+                         keepdims=True)
+  valid_probs = tf.where(tf.gather(valid, slots, batch_dims=1),
+                         candidate_probs, -1.0)
+  winner_prob = tf.reduce_max(
+      tf.where(tf.equal(slots, winner), valid_probs, -1.0), axis=2)
+  refined_label = tf.where(winner_prob >= mask_threshold,
+                           tf.reshape(winner, [-1, budget, subpixels]),
+                           num_masks)
+  nearest_label = tf.reshape(
+      tf.matmul(tf.reshape(tf.gather(tf.reshape(label_f, [-1, pixels]),
+                                     corner_pixel, batch_dims=1), [-1, 4]),
+                tf.constant(nearest)), [-1, budget, subpixels])
+
+  # Exact counts on the refined cells replace the nearest-neighbour ones.
+  inside = tf.gather(
+      tf.constant(_inside(height, width, factor, offset)), refined)
+  won_area += (slot_sums(inside, refined_label, num_masks) -
+               slot_sums(inside, tf.cast(nearest_label, tf.int32), num_masks))
+  mask_change = tf.reduce_sum(
+      (tf.cast(candidate_probs >= mask_threshold, tf.float32) -
+       tf.cast(nearest_probs >= mask_threshold, tf.float32)) *
+      inside[:, :, None, :], axis=3)
+  first_of_slot = tf.concat(
+      [tf.ones_like(candidates[:, :, :1], tf.float32),
+       tf.cast(tf.not_equal(candidates[:, :, 1:], candidates[:, :, :-1]),
+               tf.float32)], axis=2)
+  mask_area += slot_sums(mask_change * first_of_slot, candidates, num_masks)
+
+  # Paint: nearest labels everywhere, plus the refined cells' differences.
+  batch = tf.shape(refined)[0]
+  flat_cells = tf.reshape(
+      refined + tf.range(batch)[:, None] * cells, [-1, 1])
+  difference = tf.scatter_nd(
+      flat_cells,
+      tf.reshape(tf.cast(refined_label, tf.float32) - nearest_label,
+                 [-1, subpixels]),
+      tf.stack([batch * cells, subpixels]))
+  nearest_all = tf.matmul(
+      tf.reshape(tf.stack(corner_label, axis=-1), [-1, 4]),
+      tf.constant(nearest))
+  cell_labels = tf.reshape(nearest_all + difference,
+                           [-1, height + 1, width + 1, subpixels])
+  image = tf.slice(tf.nn.depth_to_space(cell_labels, factor),
+                   [0, offset, offset, 0],
+                   [-1, factor * height, factor * width, 1])
+  winners = tf.cast(tf.reshape(image, [-1, factor * height, factor * width]),
+                    tf.int32)
+  return winners, won_area, mask_area
