@@ -138,3 +138,48 @@ def test_export_tflite_cli_writes_labels(uint8_export, val_records, serving,
     names = [c['name'] for c in json.load(f)['classes']]
   assert [l['name'] for l in metadata['labels']] == names
   assert [l['isthing'] for l in metadata['labels']] == [True] * 4 + [False] * 3
+
+
+def test_int8_full_runs_the_fast_merge_in_float(tiny_module, tiny_params,
+                                                val_records, pixels,
+                                                tmp_path):
+  """The mobile recipes' merge survives int8 conversion.
+
+  The quantizer quantizes the fast merge's TOPK_V2 (the best and runner-up
+  ranks of each mask pixel) although its scope is denylisted;
+  export_tflite.float_top_k turns it, and the slices of its values, back to
+  float. Before that, the interpreter refused the model (a STRIDED_SLICE
+  from float32 to int8). Same weights and calibration, so the int8 network
+  is the same with either merge, and the fast merge's maps are the exact
+  merge's.
+  """
+  maps = {}
+  for method, module in (('exact', tiny_module), ('fast', None)):
+    params = tiny_params.replace(task={
+        'model': {'postprocessor': {'merge_method': method}},
+        'validation_data': {'input_path': val_records}})
+    if module is None:
+      module = export_module.MaskConverModule(params, batch_size=1,
+                                              input_image_size=[64, 64])
+      module.model.set_weights(tiny_module.model.get_weights())
+    directory = export_saved_model.save_module(
+        module, {'tflite_uint8': 'serving_default'},
+        str(tmp_path / method / 'saved_model'))
+    calibration = export_tflite.calibration_dataset(
+        params, [1, 64, 64, 3], 3, tf.uint8)
+    model = export_tflite.convert(directory, 'int8_full', calibration)
+    interpreter = export_tflite.make_interpreter(model)
+    maps[method] = interpreter.get_signature_runner('serving_default')(
+        inputs=pixels)
+    tensors = {t['index']: t for t in interpreter.get_tensor_details()}
+    quantized_in_merge = [
+        (op['op_name'], tensors[op['outputs'][0]]['name'])
+        for op in interpreter._get_ops_details()  # pylint: disable=protected-access
+        if tensors[op['outputs'][0]]['name'].startswith(
+            'panoptic_postprocessor') and
+        np.dtype(tensors[op['outputs'][0]]['dtype']) in (np.int8, np.uint8)]
+    assert not quantized_in_merge, (method, quantized_in_merge)
+  assert np.sum(maps['exact'][keys.SEGMENT_CLASSES_OUT] >= 0) >= 1
+  for key in _MAPS:
+    assert maps['fast'][key].shape == (1, 64, 64), key
+    assert np.mean(maps['fast'][key] == maps['exact'][key]) >= 0.99, key

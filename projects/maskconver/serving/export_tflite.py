@@ -321,9 +321,10 @@ def float_top_k(tflite_model: bytes) -> bytes:
   its float producers are denylisted; that input masks suppressed cells with
   the lowest float32, so its int8 scale (~1e36) maps every logit to one
   value and the selection becomes arbitrary. Here the TOPK_V2 reads the
-  float tensor instead, its values output becomes float32, and the
-  DEQUANTIZE ops that read those values are bypassed; ops left without
-  readers (the QUANTIZE, the DEQUANTIZE) are removed.
+  float tensor instead, its values output becomes float32, as do the slices
+  and reshapes of them (the fast merge slices its best and runner-up ranks),
+  and the DEQUANTIZE ops that read those values are bypassed; ops left
+  without readers (the QUANTIZE, the DEQUANTIZE) are removed.
 
   Args:
     tflite_model: a quantized model.
@@ -345,26 +346,60 @@ def float_top_k(tflite_model: bytes) -> bytes:
       if codes[op.opcodeIndex] != ops.TOPK_V2:
         continue
       quantize = producer.get(op.inputs[0])
-      if (quantize is None or codes[quantize.opcodeIndex] != ops.QUANTIZE or
-          graph.tensors[quantize.inputs[0]].type != schema.TensorType.FLOAT32):
-        continue
-      op.inputs = [quantize.inputs[0]] + list(op.inputs[1:])
-      values = graph.tensors[op.outputs[0]]
-      values.type = schema.TensorType.FLOAT32
-      values.quantization = None
-      for reader in graph.operators:
-        if (codes[reader.opcodeIndex] == ops.DEQUANTIZE and
-            reader.inputs[0] == op.outputs[0]):
-          rename = {reader.outputs[0]: op.outputs[0]}
-          for other in graph.operators:
-            other.inputs = [rename.get(i, i) for i in other.inputs]
-          graph.outputs = [rename.get(i, i) for i in graph.outputs]
-      changed = True
+      if (quantize is not None and
+          codes[quantize.opcodeIndex] == ops.QUANTIZE and
+          graph.tensors[quantize.inputs[0]].type ==
+          schema.TensorType.FLOAT32):
+        op.inputs = [quantize.inputs[0]] + list(op.inputs[1:])
+        changed = True
+      if graph.tensors[op.inputs[0]].type == schema.TensorType.FLOAT32:
+        changed |= _make_float(graph, codes, op.outputs[0])
     if changed:
       _remove_unread_ops(graph, codes, (ops.QUANTIZE, ops.DEQUANTIZE))
   if not changed:
     return tflite_model
   return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+
+
+def _make_float(graph: Any, codes: Sequence[int], tensor: int) -> bool:
+  """Makes a tensor float32, with what reads it (float_top_k).
+
+  Readers that only move values (slices, reshapes) get float32 outputs in
+  turn; QUANTIZE and DEQUANTIZE readers are bypassed (their readers read
+  the float tensor). Returns whether the graph changed.
+  """
+  # Optional dependency (the test extra). pylint: disable=g-import-not-at-top
+  from ai_edge_litert import schema_py_generated as schema
+  ops = schema.BuiltinOperator
+  moving = (ops.STRIDED_SLICE, ops.SLICE, ops.RESHAPE, ops.SQUEEZE,
+            ops.EXPAND_DIMS)
+  changed = False
+  bypassed = set()
+  pending = [tensor]
+  while pending:
+    current = pending.pop()
+    if graph.tensors[current].type != schema.TensorType.FLOAT32:
+      graph.tensors[current].type = schema.TensorType.FLOAT32
+      graph.tensors[current].quantization = None
+      changed = True
+    for reader in list(graph.operators):
+      if (id(reader) in bypassed or not reader.inputs or
+          reader.inputs[0] != current):
+        continue
+      code = codes[reader.opcodeIndex]
+      if code in (ops.QUANTIZE, ops.DEQUANTIZE):
+        bypassed.add(id(reader))
+        rename = {reader.outputs[0]: current}
+        for other in graph.operators:
+          if id(other) not in bypassed:
+            other.inputs = [rename.get(i, i) for i in other.inputs]
+        graph.outputs = [rename.get(i, i) for i in graph.outputs]
+        pending.append(current)  # Its readers now read this tensor.
+        changed = True
+      elif (code in moving and graph.tensors[reader.outputs[0]].type !=
+            schema.TensorType.FLOAT32):
+        pending.append(reader.outputs[0])
+  return changed
 
 
 def _remove_unread_ops(graph: Any, codes: Sequence[int],
