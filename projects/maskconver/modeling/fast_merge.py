@@ -220,19 +220,23 @@ def fast_merge_labels(
   num_candidates = 4 * per_corner
   # Ascending: repeats side by side, and ties go to the first (lowest).
   candidates = -tf.math.top_k(-candidates, k=num_candidates).values
-  # [batch, B, C, 4] each candidate's logit at each corner.
-  corner_logits = tf.gather(
-      tf.reshape(mask_logits, [-1, pixels * num_masks]),
+  # [batch * B * C, 4] each candidate's logit at each corner.
+  # The maximum is no-op arithmetic: a reshape of the logits themselves
+  # would make the TFLite converter compute the mask einsum twice (once
+  # more with the reshape folded in).
+  flat_logits = tf.reshape(tf.maximum(mask_logits, -3.0e38),
+                           [-1, pixels * num_masks])
+  corner_logits = tf.reshape(tf.gather(
+      flat_logits,
       corner_pixel[:, :, None, :] * num_masks + candidates[..., None],
-      batch_dims=1)
+      batch_dims=1), [-1, 4])
   offset, weights, nearest = _subpixel_constants(factor)
-  flat_logits = tf.reshape(corner_logits, [-1, 4])
   # [batch, B, C, f * f] interpolated as tf.image.resize does, and nearest.
   candidate_probs = activation(tf.reshape(
-      tf.matmul(flat_logits, tf.constant(weights)),
+      tf.matmul(corner_logits, tf.constant(weights)),
       [-1, budget, num_candidates, subpixels]))
   nearest_probs = activation(tf.reshape(
-      tf.matmul(flat_logits, tf.constant(nearest)),
+      tf.matmul(corner_logits, tf.constant(nearest)),
       [-1, budget, num_candidates, subpixels]))
   slots = candidates[..., None]
   candidate_ranking = candidate_probs * tf.gather(ranking_scores, slots,
