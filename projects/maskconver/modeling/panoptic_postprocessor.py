@@ -1,10 +1,10 @@
 """MaskFormer-style merge of MaskConver's K masks into a panoptic map.
 
 Pure TF with static-shaped outputs and only TFLite builtin ops (resize,
-activation, argmax, top_k, one_hot, gather, reduce, cumsum, segment sum,
-depth_to_space), so the
-layer runs in training-time evaluation (under XLA too), in a SavedModel and in
-a TFLite model.
+activation, argmax, top_k, one_hot, gather, reduce, cumsum, segment sum, and
+for the fast merge matmul, scatter_nd, depth_to_space), so the layer runs in
+training-time evaluation (under XLA too), in a SavedModel and in a TFLite
+model.
 """
 
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
@@ -284,7 +284,6 @@ class PanopticPostprocessor(tf_keras.layers.Layer):
         mask_logits, scores, valid, factor, self.mask_threshold,
         self._activation, self.fast_refine_share)
     segments = self._segments(won_area, mask_area, classes, scores, valid)
-    num_masks = mask_logits.shape[-1]
     kept = segments['kept']
 
     def lookup(values, void_value):
