@@ -396,20 +396,30 @@ def test_fast_merge_refines_boundary_cells_up_to_its_budget():
   # column 3) in detection 1. The boundary cells are the 5 cells between
   # mask columns 2 and 3 (output columns 10-13); with a budget of one cell
   # only the first, covering output rows 0-1, is refined.
+  # Areas: with every cell refined, detection 0 wins and covers (logit >= 0
+  # up to mask x 2.8) columns 0-12, 13 x 16 = 208 pixels, detection 1 the
+  # other 48. With one cell, won areas are the painted counts (13 and 3
+  # columns on 2 rows, 12 and 4 on 14: 194 and 62) and mask areas the
+  # nearest-neighbour counts (192, 64) corrected on the refined cell's 2 x 4
+  # inside pixels (exact 3 and 1 above the threshold per row against 2 and
+  # 2: +2, -2): 194 and 62, so both stay kept.
   left = _columns([8.0, 8.0, 8.0, -2.0])
   inputs = _inputs([left, -left], [0, 1], [0.9, 0.8])
   exact_rows = [1] * 13 + [2] * 3
   nearest_rows = [1] * 12 + [2] * 4
-  for share, expected in (
-      (1.0, [exact_rows] * 16),
-      (1.0 / 25.0, [exact_rows] * 2 + [nearest_rows] * 14)):
+  for share, expected, areas in (
+      (1.0, [exact_rows] * 16, [208, 48]),
+      (1.0 / 25.0, [exact_rows] * 2 + [nearest_rows] * 14, [194, 62])):
     out = _layer(mask_activation='sigmoid', merge_method='fast',
                  fast_refine_share=share)(inputs, (16, 16))
     np.testing.assert_array_equal(out[keys.PANOPTIC_SEGMENT_MAP][0],
                                   expected, err_msg=f'share {share}')
-    # Both kept: their won areas equal their mask areas, counted exactly
-    # on the refined cell and by nearest neighbour elsewhere.
     np.testing.assert_array_equal(out[keys.SEGMENT_CLASSES_OUT][0], [0, 1])
+    _, won_area, mask_area = fast_merge.fast_merge_labels(
+        inputs[keys.MASK_LOGITS], inputs[keys.DETECTED_SCORES],
+        tf.constant([[True, True]]), 4, 0.5, tf.sigmoid, share)
+    np.testing.assert_array_equal(won_area[0], areas, err_msg=f'{share}')
+    np.testing.assert_array_equal(mask_area[0], areas, err_msg=f'{share}')
   exact = _layer(mask_activation='sigmoid')(inputs, (16, 16))
   np.testing.assert_array_equal(exact[keys.PANOPTIC_SEGMENT_MAP][0],
                                 [exact_rows] * 16)
@@ -499,3 +509,32 @@ def test_fast_merge_converts_to_tflite_builtins_and_matches_eager():
   for key, value in eager.items():
     np.testing.assert_array_equal(lite[key], value.numpy(), err_msg=key)
   assert len(np.unique(lite[keys.PANOPTIC_SEGMENT_MAP])) > 2
+
+
+def test_fast_merge_with_one_mask_and_an_unknown_batch_size():
+  # One detection (no runner-up): the fast merge paints what the exact one
+  # does. An unknown batch size (a SavedModel signature) takes the one-hot
+  # area sums instead of the segment sums, with the same result.
+  one = _columns([_P1, _P1, 1.2, _P0])
+  inputs = _inputs([one], [0], [0.9])
+  exact = _layer()(inputs, (16, 16))
+  fast = _layer(merge_method='fast', fast_refine_share=1.0)(inputs, (16, 16))
+  for key, value in exact.items():
+    np.testing.assert_array_equal(fast[key], value, err_msg=key)
+  assert 0 < np.mean(exact[keys.PANOPTIC_SEGMENT_MAP].numpy() == 1) < 1
+
+  logits, classes, scores = _random_detections(np.random.default_rng(7),
+                                                batch=2, size=6, k=5)
+  layer = _layer(merge_method='fast', output_size=(24, 24))
+  merge = tf.function(
+      lambda l, c, s: layer({keys.MASK_LOGITS: l, keys.DETECTED_CLASSES: c,
+                             keys.DETECTED_SCORES: s}),
+      input_signature=[tf.TensorSpec([None, 6, 6, 5], tf.float32),
+                       tf.TensorSpec([None, 5], tf.int32),
+                       tf.TensorSpec([None, 5], tf.float32)])
+  unknown = merge(logits, classes, scores)
+  known = layer({keys.MASK_LOGITS: logits, keys.DETECTED_CLASSES: classes,
+                 keys.DETECTED_SCORES: scores})
+  for key, value in known.items():
+    np.testing.assert_array_equal(unknown[key], value, err_msg=key)
+  assert len(np.unique(known[keys.PANOPTIC_SEGMENT_MAP])) > 2

@@ -187,8 +187,8 @@ def test_int8_full_runs_the_fast_merge_in_float(fast_merge_exports, pixels):
   export_tflite.float_top_k turns it, and the slices of its values, back to
   float. Before that, the interpreter refused the model (a STRIDED_SLICE
   from float32 to int8). Same weights and calibration, so the int8 network
-  is the same with either merge, and the fast merge's maps are the exact
-  merge's.
+  is the same with either merge, and the fast merge's maps agree with the
+  exact merge's (>= 99% of the pixels; measured: all of them).
   """
   maps = {}
   for method, (params, directory) in fast_merge_exports.items():
@@ -199,12 +199,14 @@ def test_int8_full_runs_the_fast_merge_in_float(fast_merge_exports, pixels):
     maps[method] = interpreter.get_signature_runner('serving_default')(
         inputs=pixels)
     tensors = {t['index']: t for t in interpreter.get_tensor_details()}
-    quantized_in_merge = [
-        (op['op_name'], tensors[op['outputs'][0]]['name'])
+    merge_outputs = [
+        tensors[op['outputs'][0]]
         for op in interpreter._get_ops_details()  # pylint: disable=protected-access
         if tensors[op['outputs'][0]]['name'].startswith(
-            'panoptic_postprocessor') and
-        np.dtype(tensors[op['outputs'][0]]['dtype']) in (np.int8, np.uint8)]
+            'panoptic_postprocessor')]
+    assert len(merge_outputs) >= 20, method
+    quantized_in_merge = [t['name'] for t in merge_outputs
+                          if np.dtype(t['dtype']) in (np.int8, np.uint8)]
     assert not quantized_in_merge, (method, quantized_in_merge)
   assert np.sum(maps['exact'][keys.SEGMENT_CLASSES_OUT] >= 0) >= 1
   for key in _MAPS:

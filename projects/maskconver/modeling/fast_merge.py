@@ -17,7 +17,7 @@ multiple f of the mask size, most of that work is redundant:
 * Only the other cells -- boundaries between detections, mask contours,
   and contours of the runner-up (an occluded mask's edge) -- are refined:
   for each of their f * f pixels the two best-ranked detections of each
-  corner (8 candidates) are interpolated exactly and ranked as the exact
+  corner (8 candidates) are interpolated bilinearly and ranked as the exact
   merge does (ties: the lower index).
 
 Areas for the overlap test: won pixels and mask pixels (probability at
@@ -26,12 +26,16 @@ per mask pixel) and corrected by the exact counts on the refined cells, for
 the painted labels and for every candidate's mask.
 
 Static shapes throughout: at most `ceil(refine_share * cells)` cells are
-refined (the boundary cells first, in raster order); boundary cells beyond
-that budget keep their nearest-neighbour labels. Apart from those, results
-differ from the exact merge only where the exact winner is none of a refined
-pixel's 8 candidates, and where a mask's contour hidden under another
-detection's uniform cells changes its area (nearest-neighbour estimate
-there).
+refined (first those where the painted label may change, then those where
+only the runner-up's mask area may, each in raster order); boundary cells
+beyond that budget keep their nearest-neighbour labels. Apart from those,
+results differ from the exact merge only where the exact winner is none of a
+refined pixel's 8 candidates; where the contour of a mask ranked third or
+lower at a cell's corners changes its area (nearest-neighbour estimate
+there); by float32 rounding (the refinement interpolates with a matmul, and
+tests foreground as rank >= threshold * score at mask resolution); and for
+detections of score exactly 0, which the exact merge may paint where every
+rank is 0 and this one treats as no detection.
 
 Costs: O(mask pixels * N) for the ranking, O(refined cells * 8 * f * f) for
 the refinement, and a few gathers per output pixel; the big per-pixel
@@ -156,6 +160,8 @@ def fast_merge_labels(
   pixels = height * width
   cells = (height + 1) * (width + 1)
   subpixels = factor * factor
+  # A zero score ranks like no detection (module doc).
+  valid &= scores > 0.0
   probs = activation(mask_logits)
   ranking_scores = tf.where(valid, scores, 0.0)
   ranking = probs * ranking_scores[:, None, None, :]
@@ -188,18 +194,25 @@ def fast_merge_labels(
   corner_second = _corner_views(tf.cast(second_label, tf.float32))
   corner_rank1 = _corner_views(first_rank)
   corner_rank2 = _corner_views(second_rank)
-  same = tf.ones_like(corner_first[0], tf.bool)
+  same_winner = tf.ones_like(corner_first[0], tf.bool)
+  same_second = tf.ones_like(corner_first[0], tf.bool)
   for corner in range(1, 4):
-    same &= (tf.equal(corner_first[corner], corner_first[0]) &
-             tf.equal(corner_label[corner], corner_label[0]) &
-             tf.equal(corner_second[corner], corner_second[0]))
+    same_winner &= (tf.equal(corner_first[corner], corner_first[0]) &
+                    tf.equal(corner_label[corner], corner_label[0]))
+    same_second &= tf.equal(corner_second[corner], corner_second[0])
   lowest_first = _pairwise(tf.minimum, corner_rank1)
   highest_first = _pairwise(tf.maximum, corner_rank1)
   highest_second = _pairwise(tf.maximum, corner_rank2)
-  uniform = same & ((lowest_first > highest_second) | (highest_first <= 0.0))
-  boundary = tf.reshape(1.0 - tf.cast(uniform, tf.float32), [-1, cells])
+  winner_fixed = same_winner & ((lowest_first > highest_second) |
+                                (highest_first <= 0.0))
+  # 2: the painted label may change inside the cell; 1: only the runner-up's
+  # mask area may (its contour under the winner); 0: uniform.
+  boundary = tf.reshape(
+      2.0 - tf.cast(winner_fixed, tf.float32) -
+      tf.cast(winner_fixed & same_second, tf.float32), [-1, cells])
 
-  # The refined cells: boundary cells first (top_k keeps raster order).
+  # The refined cells: label boundaries first, then runner-up contours
+  # (top_k keeps raster order among equals).
   budget = max(1, min(cells, int(np.ceil(refine_share * cells))))
   refined = tf.math.top_k(boundary, k=budget).indices
   cell_row = refined // (width + 1)
@@ -221,9 +234,9 @@ def fast_merge_labels(
   # Ascending: repeats side by side, and ties go to the first (lowest).
   candidates = -tf.math.top_k(-candidates, k=num_candidates).values
   # [batch * B * C, 4] each candidate's logit at each corner.
-  # The maximum is no-op arithmetic: a reshape of the logits themselves
-  # would make the TFLite converter compute the mask einsum twice (once
-  # more with the reshape folded in).
+  # The maximum is no-op arithmetic (finite logits): a reshape of the logits
+  # themselves would make the TFLite converter compute the mask einsum twice
+  # (once more with the reshape folded in).
   flat_logits = tf.reshape(tf.maximum(mask_logits, -3.0e38),
                            [-1, pixels * num_masks])
   corner_logits = tf.reshape(tf.gather(

@@ -340,9 +340,9 @@ def float_top_k(tflite_model: bytes) -> bytes:
   codes = [flatbuffer_utils.get_builtin_code_from_operator_code(c)
            for c in model.operatorCodes]
   changed = False
-  for graph in model.subgraphs:
+  for graph_index, graph in enumerate(model.subgraphs):
     producer = {o: op for op in graph.operators for o in op.outputs}
-    for op in graph.operators:
+    for op in list(graph.operators):
       if codes[op.opcodeIndex] != ops.TOPK_V2:
         continue
       quantize = producer.get(op.inputs[0])
@@ -353,7 +353,7 @@ def float_top_k(tflite_model: bytes) -> bytes:
         op.inputs = [quantize.inputs[0]] + list(op.inputs[1:])
         changed = True
       if graph.tensors[op.inputs[0]].type == schema.TensorType.FLOAT32:
-        changed |= _make_float(graph, codes, op.outputs[0])
+        changed |= _make_float(model, graph_index, codes, op.outputs[0])
     if changed:
       _remove_unread_ops(graph, codes, (ops.QUANTIZE, ops.DEQUANTIZE))
   if not changed:
@@ -361,44 +361,98 @@ def float_top_k(tflite_model: bytes) -> bytes:
   return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
 
 
-def _make_float(graph: Any, codes: Sequence[int], tensor: int) -> bool:
-  """Makes a tensor float32, with what reads it (float_top_k).
+def _make_float(model: Any, graph_index: int, codes: Sequence[int],
+                tensor: int) -> bool:
+  """Keeps a TOPK_V2's values, and what moves them, in float32 (float_top_k).
 
-  Readers that only move values (slices, reshapes) get float32 outputs in
-  turn; QUANTIZE and DEQUANTIZE readers are bypassed (their readers read
-  the float tensor). Returns whether the graph changed.
+  If the values were quantized, every reader must only move them (slices,
+  reshapes: their outputs become float32 in turn), dequantize them (the
+  DEQUANTIZE is bypassed: its readers read the float tensor) or (re)quantize
+  them. Such a QUANTIZE is bypassed the same way when all that reads its
+  output could be float, and kept otherwise (float to int8 is valid).
+
+  Args:
+    model: the flatbuffer model object (ModelT), changed in place.
+    graph_index: the subgraph of `tensor`.
+    codes: the builtin code of each operator code index.
+    tensor: the index of the values tensor.
+
+  Returns:
+    Whether the model changed.
+
+  Raises:
+    ValueError: another op reads the quantized values; it would be handed
+      float32.
   """
   # Optional dependency (the test extra). pylint: disable=g-import-not-at-top
   from ai_edge_litert import schema_py_generated as schema
   ops = schema.BuiltinOperator
+  float32 = schema.TensorType.FLOAT32
   moving = (ops.STRIDED_SLICE, ops.SLICE, ops.RESHAPE, ops.SQUEEZE,
             ops.EXPAND_DIMS)
+  graph = model.subgraphs[graph_index]
   changed = False
-  bypassed = set()
-  pending = [tensor]
-  while pending:
-    current = pending.pop()
-    if graph.tensors[current].type != schema.TensorType.FLOAT32:
-      graph.tensors[current].type = schema.TensorType.FLOAT32
-      graph.tensors[current].quantization = None
-      changed = True
-    for reader in list(graph.operators):
-      if (id(reader) in bypassed or not reader.inputs or
-          reader.inputs[0] != current):
+
+  def readers(index):
+    return [op for op in graph.operators if index in op.inputs]
+
+  def floatable(index):
+    # All readers of a quantized tensor could read it as float32: a
+    # (re)QUANTIZE reading float is valid as it is.
+    for op in readers(index):
+      code = codes[op.opcodeIndex]
+      if code in (ops.DEQUANTIZE, ops.QUANTIZE):
         continue
-      code = codes[reader.opcodeIndex]
-      if code in (ops.QUANTIZE, ops.DEQUANTIZE):
-        bypassed.add(id(reader))
-        rename = {reader.outputs[0]: current}
-        for other in graph.operators:
-          if id(other) not in bypassed:
-            other.inputs = [rename.get(i, i) for i in other.inputs]
-        graph.outputs = [rename.get(i, i) for i in graph.outputs]
-        pending.append(current)  # Its readers now read this tensor.
+      if (code in moving and list(op.inputs).index(index) == 0 and
+          (graph.tensors[op.outputs[0]].type == float32 or
+           floatable(op.outputs[0]))):
+        continue
+      return False
+    return True
+
+  def bypass(op, index):
+    # op's readers read `index` instead of op's output; op is dropped.
+    old = op.outputs[0]
+    for other in graph.operators:
+      other.inputs = [index if i == old else i for i in other.inputs]
+    graph.outputs = [index if i == old else i for i in graph.outputs]
+    for signature in model.signatureDefs or []:
+      if signature.subgraphIndex == graph_index:
+        for output in signature.outputs:
+          if output.tensorIndex == old:
+            output.tensorIndex = index
+    graph.operators = [other for other in graph.operators
+                       if other is not op]
+
+  def to_float(index):
+    nonlocal changed
+    if graph.tensors[index].type != float32:
+      graph.tensors[index].type = float32
+      graph.tensors[index].quantization = None
+      changed = True
+    for op in readers(index):
+      if op not in graph.operators:
+        continue
+      code = codes[op.opcodeIndex]
+      if code in (ops.DEQUANTIZE, ops.QUANTIZE):
+        if code == ops.QUANTIZE and not floatable(op.outputs[0]):
+          continue
+        bypass(op, index)
         changed = True
-      elif (code in moving and graph.tensors[reader.outputs[0]].type !=
-            schema.TensorType.FLOAT32):
-        pending.append(reader.outputs[0])
+        to_float(index)  # The bypassed op's readers read it now.
+      elif code in moving and graph.tensors[op.outputs[0]].type != float32:
+        to_float(op.outputs[0])
+
+  if graph.tensors[tensor].type != float32 and not floatable(tensor):
+    names = {v: k for k, v in vars(ops).items() if not k.startswith('_')}
+    chain = [(names.get(codes[op.opcodeIndex]), list(op.inputs).index(tensor),
+              [names.get(codes[o.opcodeIndex]) for o in readers(op.outputs[0])])
+             for op in readers(tensor)]
+    raise ValueError(f'float_top_k: the top-K values '
+                     f'{graph.tensors[tensor].name!r} are read in int8 by an '
+                     f'op that only takes int8 (readers: {chain}); cannot '
+                     'keep them float')
+  to_float(tensor)
   return changed
 
 
