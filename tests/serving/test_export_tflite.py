@@ -150,3 +150,110 @@ def test_quantized_tflite_builtin_only_and_runs(exported, tiny_params,
   if quant_type == 'fp16':
     assert _agreement(outputs[keys.CATEGORY_MASK],
                       eager[keys.CATEGORY_MASK]) >= 0.99
+
+
+def _quantized_top_k_model(int8_add_reader: bool) -> bytes:
+  """x (float32 [6]) -> QUANTIZE -> TOPK_V2 (k=3) -> values[0:2] -> DEQUANTIZE.
+
+  As the int8 quantizer leaves a top-K whose producers are denylisted:
+  outputs the two best values (float32) and the indices; with
+  `int8_add_reader`, an int8 ADD reads the values too (and is an output).
+  """
+  # pylint: disable=g-import-not-at-top
+  from ai_edge_litert import schema_py_generated as schema
+  from ai_edge_litert.tools import flatbuffer_utils
+  ops = schema.BuiltinOperator
+  types = schema.TensorType
+  codes = [ops.QUANTIZE, ops.TOPK_V2, ops.STRIDED_SLICE, ops.DEQUANTIZE,
+           ops.ADD]
+  model = schema.ModelT()
+  model.version = 3
+  model.operatorCodes = []
+  for code in codes:
+    operator_code = schema.OperatorCodeT()
+    operator_code.builtinCode = code
+    operator_code.deprecatedBuiltinCode = min(code, 127)
+    operator_code.version = 1
+    model.operatorCodes.append(operator_code)
+  model.buffers = [schema.BufferT()]
+
+  def constant(value):
+    buffer = schema.BufferT()
+    buffer.data = np.frombuffer(np.asarray(value, np.int32).tobytes(),
+                                np.uint8)
+    model.buffers.append(buffer)
+    return len(model.buffers) - 1
+
+  def quantization(scale):
+    params = schema.QuantizationParametersT()
+    params.scale, params.zeroPoint = [scale], [0]
+    return params
+
+  specs = [('x', [6], types.FLOAT32, 0, None),
+           ('xq', [6], types.INT8, 0, quantization(0.05)),
+           ('k', [], types.INT32, constant(3), None),
+           ('values', [3], types.INT8, 0, quantization(0.05)),
+           ('indices', [3], types.INT32, 0, None),
+           ('begin', [1], types.INT32, constant([0]), None),
+           ('end', [1], types.INT32, constant([2]), None),
+           ('strides', [1], types.INT32, constant([1]), None),
+           ('sliced', [2], types.INT8, 0, quantization(0.05)),
+           ('best', [2], types.FLOAT32, 0, None),
+           ('sum', [3], types.INT8, 0, quantization(0.1))]
+  graph = schema.SubGraphT()
+  graph.tensors = []
+  for name, shape, tensor_type, buffer, params in specs:
+    tensor = schema.TensorT()
+    tensor.name, tensor.shape, tensor.type = name, shape, tensor_type
+    tensor.buffer, tensor.quantization = buffer, params
+    graph.tensors.append(tensor)
+  index = {spec[0]: i for i, spec in enumerate(specs)}
+
+  def operator(code, inputs, outputs, options_type=0, options=None):
+    op = schema.OperatorT()
+    op.opcodeIndex = codes.index(code)
+    op.inputs = [index[name] for name in inputs]
+    op.outputs = [index[name] for name in outputs]
+    op.builtinOptionsType, op.builtinOptions = options_type, options
+    return op
+
+  graph.operators = [
+      operator(ops.QUANTIZE, ['x'], ['xq']),
+      operator(ops.TOPK_V2, ['xq', 'k'], ['values', 'indices']),
+      operator(ops.STRIDED_SLICE, ['values', 'begin', 'end', 'strides'],
+               ['sliced'], schema.BuiltinOptions.StridedSliceOptions,
+               schema.StridedSliceOptionsT()),
+      operator(ops.DEQUANTIZE, ['sliced'], ['best'])]
+  graph.inputs = [index['x']]
+  graph.outputs = [index['best'], index['indices']]
+  if int8_add_reader:
+    graph.operators.append(operator(
+        ops.ADD, ['values', 'values'], ['sum'],
+        schema.BuiltinOptions.AddOptions, schema.AddOptionsT()))
+    graph.outputs.append(index['sum'])
+  model.subgraphs = [graph]
+  return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+
+
+def test_float_top_k_keeps_the_values_and_their_slices_float():
+  x = np.array([0.3, -1.0, 2.0, 0.71, 0.72, 1.5], np.float32)
+
+  def run(model):
+    interpreter = export_tflite.make_interpreter(model)
+    interpreter.set_tensor(interpreter.get_input_details()[0]['index'], x)
+    interpreter.invoke()
+    return [interpreter.get_tensor(d['index'])
+            for d in interpreter.get_output_details()]
+
+  model = _quantized_top_k_model(int8_add_reader=False)
+  best, indices = run(model)
+  # In int8 (scale 0.05) 0.71 and 0.72 are both 14: the tie goes to 0.71.
+  np.testing.assert_array_equal(indices, [2, 5, 3])
+  fixed = export_tflite.float_top_k(model)
+  assert sorted(export_tflite.op_names(fixed)) == ['STRIDED_SLICE', 'TOPK_V2']
+  best, indices = run(fixed)
+  np.testing.assert_array_equal(indices, [2, 5, 4])
+  np.testing.assert_array_equal(best, np.float32([2.0, 1.5]))
+  # An op that computes on the int8 values cannot be handed float32.
+  with pytest.raises(ValueError, match="'values' are read in int8"):
+    export_tflite.float_top_k(_quantized_top_k_model(int8_add_reader=True))

@@ -62,6 +62,9 @@ def slot_sums(values: tf.Tensor, slots: tf.Tensor, num_slots: int
     values: float32 [batch, ...].
     slots: int32 [batch, ...], same shape, in [0, N]; slot N is dropped.
     num_slots: N.
+
+  Returns:
+    float32 [batch, N].
   """
   batch = values.shape[0]
   if batch is None:
@@ -146,7 +149,8 @@ def fast_merge_labels(
     valid: bool [batch, N], detections that may win pixels.
     factor: the integer upsampling factor f >= 2 to the output size.
     mask_threshold: probability from which a pixel belongs to a mask.
-    activation: logits -> probabilities (monotone).
+    activation: float32 logits -> float32 probabilities of the same shape,
+      monotone (score_activation).
     refine_share: the share of cells that may be refined, in (0, 1].
 
   Returns:
@@ -213,7 +217,8 @@ def fast_merge_labels(
 
   # The refined cells: label boundaries first, then runner-up contours
   # (top_k keeps raster order among equals).
-  budget = max(1, min(cells, int(np.ceil(refine_share * cells))))
+  # (The epsilon keeps float rounding, e.g. 0.07 * 100, from adding a cell.)
+  budget = max(1, min(cells, int(np.ceil(refine_share * cells - 1e-9))))
   refined = tf.math.top_k(boundary, k=budget).indices
   cell_row = refined // (width + 1)
   cell_col = refined % (width + 1)

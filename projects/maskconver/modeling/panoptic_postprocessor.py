@@ -292,16 +292,10 @@ class PanopticPostprocessor(tf_keras.layers.Layer):
                          tf.fill([tf.shape(kept)[0], 1], void_value)], axis=1)
       return tf.gather(table, winners, batch_dims=1)
 
-    is_segment = segments['is_segment']
-    return {
-        keys.CATEGORY_MASK: lookup(classes, keys.VOID_CLASS),
-        keys.INSTANCE_MASK: lookup(segments['instance_ids'], 0),
-        keys.PANOPTIC_SEGMENT_MAP: lookup(segments['representative'] + 1, 0),
-        keys.SEGMENT_CLASSES_OUT: tf.where(is_segment, classes,
-                                           keys.VOID_CLASS),
-        keys.SEGMENT_SCORES_OUT: tf.where(is_segment, scores, 0.0),
-        keys.SEGMENT_IS_THING_OUT: is_segment & segments['is_thing'],
-    }
+    return self._outputs(lookup(classes, keys.VOID_CLASS),
+                         lookup(segments['instance_ids'], 0),
+                         lookup(segments['representative'] + 1, 0),
+                         classes, scores, segments)
 
   @staticmethod
   def _winners(probs: tf.Tensor, scores: tf.Tensor,
@@ -400,6 +394,14 @@ class PanopticPostprocessor(tf_keras.layers.Layer):
     instance_mask = tf.where(
         in_segment, tf.gather(segments['instance_ids'], winner, batch_dims=1),
         0)
+    return self._outputs(category_mask, instance_mask, segment_map, classes,
+                         scores, segments)
+
+  @staticmethod
+  def _outputs(category_mask: tf.Tensor, instance_mask: tf.Tensor,
+               segment_map: tf.Tensor, classes: tf.Tensor, scores: tf.Tensor,
+               segments: Mapping[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+    """The outputs of `call`: the painted maps and the per-segment values."""
     is_segment = segments['is_segment']
     return {
         keys.CATEGORY_MASK: category_mask,
