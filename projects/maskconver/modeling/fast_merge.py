@@ -249,7 +249,8 @@ def fast_merge_labels(
       corner_pixel[:, :, None, :] * num_masks + candidates[..., None],
       batch_dims=1), [-1, 4])
   offset, weights, nearest = _subpixel_constants(factor)
-  # [batch, B, C, f * f] interpolated as tf.image.resize does, and nearest.
+  # [batch, B, C, f * f] interpolated bilinearly (as tf.image.resize does, up
+  # to float32 rounding), and at each pixel's nearest corner.
   candidate_probs = activation(tf.reshape(
       tf.matmul(corner_logits, tf.constant(weights)),
       [-1, budget, num_candidates, subpixels]))
@@ -270,10 +271,12 @@ def fast_merge_labels(
   refined_label = tf.where(winner_prob >= mask_threshold,
                            tf.reshape(winner, [-1, budget, subpixels]),
                            num_masks)
-  nearest_label = tf.reshape(
-      tf.matmul(tf.reshape(tf.gather(tf.reshape(label_f, [-1, pixels]),
-                                     corner_pixel, batch_dims=1), [-1, 4]),
-                tf.constant(nearest)), [-1, budget, subpixels])
+  # Every cell's nearest-neighbour labels, [batch, cells, f * f], and the
+  # refined cells' among them.
+  nearest_all = tf.reshape(tf.matmul(
+      tf.reshape(tf.stack(corner_label, axis=-1), [-1, 4]),
+      tf.constant(nearest)), [-1, cells, subpixels])
+  nearest_label = tf.gather(nearest_all, refined, batch_dims=1)
 
   # Exact counts on the refined cells replace the nearest-neighbour ones.
   inside = tf.gather(
@@ -299,10 +302,8 @@ def fast_merge_labels(
       tf.reshape(tf.cast(refined_label, tf.float32) - nearest_label,
                  [-1, subpixels]),
       tf.stack([batch * cells, subpixels]))
-  nearest_all = tf.matmul(
-      tf.reshape(tf.stack(corner_label, axis=-1), [-1, 4]),
-      tf.constant(nearest))
-  cell_labels = tf.reshape(nearest_all + difference,
+  cell_labels = tf.reshape(
+      tf.reshape(nearest_all, [-1, subpixels]) + difference,
                            [-1, height + 1, width + 1, subpixels])
   image = tf.slice(tf.nn.depth_to_space(cell_labels, factor),
                    [0, offset, offset, 0],
