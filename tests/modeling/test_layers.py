@@ -535,8 +535,59 @@ def test_mask_projection_equals_einsum():
       float(np.dot(features[1, 0, 3], embeddings[1, 2])), rel=1e-5)
 
 
+def test_mask_projection_fully_connected_form_equals_einsum():
+  rng = np.random.default_rng(1)
+  features = rng.normal(size=[1, 3, 4, 5]).astype(np.float32)
+  embeddings = rng.normal(size=[1, 6, 5]).astype(np.float32)
+  layer = mask_projection.MaskProjection(fully_connected=True)
+  out = layer(tf.constant(features), tf.constant(embeddings)).numpy()
+  assert out.shape == (1, 3, 4, 6)
+  np.testing.assert_allclose(
+      out, np.einsum('bhwc,bkc->bhwk', features, embeddings),
+      rtol=1e-5, atol=1e-5)
+  # Mask 4 at (2, 1) by hand.
+  assert out[0, 2, 1, 4] == pytest.approx(
+      float(np.dot(features[0, 2, 1], embeddings[0, 4])), rel=1e-5)
+  with pytest.raises(ValueError, match='batch size 1'):
+    layer(tf.zeros([2, 3, 4, 5]), tf.zeros([2, 6, 5]))
+
+
+def test_mask_projection_fully_connected_form_is_scoped():
+  layer = mask_projection.MaskProjection()
+  traced = []
+
+  @tf.function
+  def project(features, embeddings):
+    traced.append(layer.fully_connected)
+    return layer(features, embeddings)
+
+  features, embeddings = tf.ones([1, 2, 2, 3]), tf.ones([1, 4, 3])
+  with layer.fully_connected_form():
+    graph = project.get_concrete_function(features, embeddings).graph
+  assert not layer.fully_connected and traced == [True]
+  op_types = {op.type for op in graph.get_operations()}
+  assert 'MatMul' in op_types and 'Einsum' not in op_types
+
+
+@pytest.mark.parametrize('dtype', [tf.float32, tf.bfloat16])
+def test_mask_projection_fully_connected_compiles_with_xla(dtype):
+  rng = np.random.default_rng(2)
+  # Small integers: exact in bfloat16 and in every accumulation order.
+  features = rng.integers(-3, 4, size=[1, 4, 4, 8]).astype(np.float32)
+  embeddings = rng.integers(-3, 4, size=[1, 5, 8]).astype(np.float32)
+  layer = mask_projection.MaskProjection(fully_connected=True, dtype=dtype)
+  out = tf.function(layer, jit_compile=True)(
+      tf.constant(features, dtype), tf.constant(embeddings, dtype))
+  assert out.dtype == dtype
+  np.testing.assert_array_equal(
+      tf.cast(out, tf.float32).numpy(),
+      np.einsum('bhwc,bkc->bhwk', features, embeddings))
+
+
 def test_mask_projection_round_trip(assert_round_trip):
   features = tf.random.stateless_normal([1, 3, 3, 4], seed=[13, 14])
   embeddings = tf.random.stateless_normal([1, 2, 4], seed=[15, 16])
   assert_round_trip(mask_projection.MaskProjection(),
+                    lambda layer: layer(features, embeddings))
+  assert_round_trip(mask_projection.MaskProjection(fully_connected=True),
                     lambda layer: layer(features, embeddings))

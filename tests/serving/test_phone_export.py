@@ -157,6 +157,8 @@ def fast_merge_exports(tiny_module, tiny_params, val_records,
     directory = export_saved_model.save_module(
         module, {'tflite_uint8': 'serving_default'},
         str(tmp_path_factory.mktemp(method) / 'saved_model'))
+    assert export_tflite.signature_keys(directory) == [
+        'serving_default', 'serving_default_int8']
     exports[method] = (params, directory)
   return exports
 
@@ -199,6 +201,16 @@ def test_int8_full_runs_the_fast_merge_in_float(fast_merge_exports, pixels):
     maps[method] = interpreter.get_signature_runner('serving_default')(
         inputs=pixels)
     tensors = {t['index']: t for t in interpreter.get_tensor_details()}
+    # The int8 twin's mask einsum: one int8 FULLY_CONNECTED, no BATCH_MATMUL
+    # (export_module.INT8_TWIN_SUFFIX).
+    ops = interpreter._get_ops_details()  # pylint: disable=protected-access
+    assert 'BATCH_MATMUL' not in [op['op_name'] for op in ops], method
+    einsum = [op for op in ops if op['op_name'] == 'FULLY_CONNECTED' and
+              tensors[op['outputs'][0]]['name'].startswith(
+                  'maskconver/mask_projection')]
+    assert len(einsum) == 1, method
+    assert [np.dtype(tensors[i]['dtype']).name
+            for i in einsum[0]['inputs'] if i >= 0] == ['int8', 'int8'], method
     merge_outputs = [
         tensors[op['outputs'][0]]
         for op in interpreter._get_ops_details()  # pylint: disable=protected-access

@@ -225,6 +225,11 @@ class MaskConverModel(tf_keras.Model):
          tf.fill([batch, num_stuff], -1)], axis=1)
 
   @property
+  def mask_projection(self) -> mask_projection.MaskProjection:
+    """The mask einsum (its fully connected form: export_module)."""
+    return self._projection
+
+  @property
   def checkpoint_items(self) -> Mapping[str, tf.Module]:
     """Sub-modules that can be restored on their own (e.g. the backbone)."""
     items = {'backbone': self.backbone}

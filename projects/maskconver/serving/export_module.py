@@ -69,6 +69,15 @@ apart): 'network' takes the `tflite` input and returns 'mask_logits' float32
 those three as inputs of the same names and returns the first six outputs
 above at the network input size. Chained, they give the `tflite` outputs.
 
+int8 twins: at batch size 1, each `tflite`, `tflite_uint8` and `network`
+signature comes with a twin named `<signature name>_int8` (e.g.
+`serving_default_int8`): the same function and weights with the mask einsum
+traced as a matrix product of the [H/4 * W/4, C] mask features and the K
+embeddings (`MaskProjection` fully connected form), which TFLite turns into a
+FULLY_CONNECTED op that runs fast in int8 where an int8 BATCH_MATMUL does not.
+`export_tflite` converts the twin for its int8 types, the signature itself
+otherwise.
+
 The first six keys are keys.CATEGORY_MASK, keys.INSTANCE_MASK,
 keys.PANOPTIC_SEGMENT_MAP, keys.SEGMENT_CLASSES_OUT, keys.SEGMENT_SCORES_OUT,
 keys.SEGMENT_IS_THING_OUT; the last is keys.IMAGE_INFO. Class ids are
@@ -105,6 +114,10 @@ SPLIT_PARTS = ('network', 'postprocess')
 _POSTPROCESS_INPUTS = {'mask_logits': keys.MASK_LOGITS,
                        'detected_classes': keys.DETECTED_CLASSES,
                        'detected_scores': keys.DETECTED_SCORES}
+# Suffix of the int8 twin of a batch-1 `tflite`, `tflite_uint8` or `network`
+# signature (module doc).
+INT8_TWIN_SUFFIX = '_int8'
+_INT8_TWIN_TYPES = ('tflite', 'tflite_uint8', 'network')
 # Stride of the mask logits relative to the network input.
 _MASK_STRIDE = 4
 
@@ -308,12 +321,24 @@ class MaskConverModule(export_base.ExportModule):
   def inference_for_tflite(self, inputs: tf.Tensor) -> Dict[str, tf.Tensor]:
     return self.serve_normalized(inputs)
 
+  def serve_uint8(self, pixels: tf.Tensor) -> Dict[str, tf.Tensor]:
+    """Panoptic segmentation of resized, padded uint8 pixels.
+
+    Args:
+      pixels: uint8 [batch, input_height, input_width, 3] (the
+        `tflite_uint8` input).
+
+    Returns:
+      The outputs of the module doc at the input size.
+    """
+    with tf.name_scope(INPUT_NORMALIZATION_SCOPE):
+      images = preprocess_ops.normalize_image(pixels)
+    return self.serve_normalized(images)
+
   @tf.function
   def inference_for_tflite_uint8(self, inputs: tf.Tensor
                                  ) -> Dict[str, tf.Tensor]:
-    with tf.name_scope(INPUT_NORMALIZATION_SCOPE):
-      images = preprocess_ops.normalize_image(inputs)
-    return self.serve_normalized(images)
+    return self.serve_uint8(inputs)
 
   @tf.function
   def inference_network(self, inputs: tf.Tensor) -> Dict[str, tf.Tensor]:
@@ -328,9 +353,24 @@ class MaskConverModule(export_base.ExportModule):
                              keys.DETECTED_CLASSES: detected_classes,
                              keys.DETECTED_SCORES: detected_scores})
 
-  def _normalized_input_spec(self) -> tf.TensorSpec:
+  def _input_spec(self, dtype: tf.DType) -> tf.TensorSpec:
     return tf.TensorSpec([self._batch_size] + self._input_image_size + [3],
-                         tf.float32, name=self._input_name)
+                         dtype, name=self._input_name)
+
+  def _normalized_input_spec(self) -> tf.TensorSpec:
+    return self._input_spec(tf.float32)
+
+  def _int8_twin(self, input_type: str
+                 ) -> tf.types.experimental.ConcreteFunction:
+    """The signature of input_type traced with the fully connected einsum."""
+    function, dtype = {'tflite': (self.serve_normalized, tf.float32),
+                       'tflite_uint8': (self.serve_uint8, tf.uint8),
+                       'network': (self.network, tf.float32)}[input_type]
+    # The argument's name is the signature input's name, as in the
+    # inference_for_* methods.
+    twin = tf.function(lambda inputs: function(inputs))  # pylint: disable=unnecessary-lambda
+    with self.model.mask_projection.fully_connected_form():
+      return twin.get_concrete_function(self._input_spec(dtype))
 
   def get_inference_signatures(self, function_keys: Dict[str, str]
                                ) -> Dict[str, tf.types.experimental
@@ -354,9 +394,7 @@ class MaskConverModule(export_base.ExportModule):
     if 'tflite_uint8' in function_keys:
       signatures[function_keys['tflite_uint8']] = (
           self.inference_for_tflite_uint8.get_concrete_function(
-              tf.TensorSpec(
-                  [self._batch_size] + self._input_image_size + [3],
-                  tf.uint8, name=self._input_name)))
+              self._input_spec(tf.uint8)))
     if 'network' in function_keys or 'postprocess' in function_keys:
       network = self.inference_network.get_concrete_function(
           self._normalized_input_spec())
@@ -368,4 +406,9 @@ class MaskConverModule(export_base.ExportModule):
             self.inference_postprocess.get_concrete_function(
                 **{name: tf.TensorSpec.from_tensor(outputs[key], name=name)
                    for name, key in _POSTPROCESS_INPUTS.items()}))
+    if self._batch_size == 1:
+      for input_type in _INT8_TWIN_TYPES:
+        if input_type in function_keys:
+          signatures[function_keys[input_type] + INT8_TWIN_SUFFIX] = (
+              self._int8_twin(input_type))
     return signatures

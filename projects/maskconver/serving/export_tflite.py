@@ -38,10 +38,16 @@ In every int8 type the panoptic merge (the ops under the
 peaks and TOPK_V2: it masks suppressed cells with the lowest float32, which
 as an int8 scale either aborts the interpreter or, on TOPK_V2's input, maps
 every logit to one value) and the uint8 input's normalization stay in
-float32, and so do the heatmap head's output conv (whose int8 scale the
-converter would otherwise share with the selector's padding) and the mask
-einsum (an int8 BATCH_MATMUL has no XNNPACK kernel: 6x slower than float at
-256x256). In 8 bits the merge would count mask areas with a step of dozens of pixels, and the int8 DIV kernel
+float32, and so does the heatmap head's output conv (whose int8 scale the
+converter would otherwise share with the selector's padding). The mask
+einsum is int8 when the SavedModel has an int8 twin of the signature
+(`<signature>_int8`, which `export_module` writes for its batch-1 TFLite
+signatures; these types convert it instead of the signature itself): there
+it is a FULLY_CONNECTED with runtime weights, which XNNPACK and TFLite's own
+kernels run in int8 in ~1 ms at 256x256. Without a twin the einsum stays a
+float BATCH_MATMUL (an int8 BATCH_MATMUL runs in ~10 ms at 256x256 with
+either kernel set, a float one in ~2 ms with XNNPACK, ~40 ms with TFLite's
+own kernels). In 8 bits the merge would count mask areas with a step of dozens of pixels, and the int8 DIV kernel
 aborts on an empty mask. Its outputs keep their types (int32 maps and
 classes, bool flags, float32 scores and image_info) in every variant.
 
@@ -88,8 +94,10 @@ RepresentativeDataset = Callable[[], Iterator[Any]]
 FLOAT_SCOPES = ('panoptic_postprocessor/', 'image_info/',
                 export_module.INPUT_NORMALIZATION_SCOPE + '/',
                 'maskconver/center_selector/',
-                'maskconver/center_heatmap_head/output',
-                'maskconver/mask_projection/')
+                'maskconver/center_heatmap_head/output')
+# The mask einsum stays float too, unless it is the int8 twin's fully
+# connected form (module doc).
+EINSUM_SCOPE = 'maskconver/mask_projection/'
 
 
 
@@ -101,6 +109,21 @@ def normalize_quant_type(quant_type: Optional[str]) -> Optional[str]:
     raise ValueError(f'--quant_type must be one of {QUANT_TYPES}, got '
                      f'{quant_type!r}')
   return quant_type
+
+
+def _signature_defs(saved_model_dir: str) -> Any:
+  """The signature defs of saved_model.pb, read without loading the model."""
+  saved_model = saved_model_pb2.SavedModel()
+  with tf.io.gfile.GFile(os.path.join(saved_model_dir, 'saved_model.pb'),
+                         'rb') as f:
+    saved_model.ParseFromString(f.read())
+  return saved_model.meta_graphs[0].signature_def
+
+
+def signature_keys(saved_model_dir: str) -> List[str]:
+  """The signature names of a SavedModel, sorted (not its init op)."""
+  return sorted(key for key in _signature_defs(saved_model_dir)
+                if not key.startswith('__'))
 
 
 def signature_input_specs(saved_model_dir: str,
@@ -121,11 +144,7 @@ def signature_input_specs(saved_model_dir: str,
     ValueError: no such signature, or an input of unknown size (e.g. an
       image_tensor export).
   """
-  saved_model = saved_model_pb2.SavedModel()
-  with tf.io.gfile.GFile(os.path.join(saved_model_dir, 'saved_model.pb'),
-                         'rb') as f:
-    saved_model.ParseFromString(f.read())
-  signatures = saved_model.meta_graphs[0].signature_def
+  signatures = _signature_defs(saved_model_dir)
   if signature_key not in signatures:
     raise ValueError(
         f'--saved_model_dir={saved_model_dir} has no signature '
@@ -224,8 +243,10 @@ def _converter(saved_model_dir: str, signature_key: str
   return converter
 
 
-def float_node_names(float_model: bytes) -> List[str]:
-  """Tensors under FLOAT_SCOPES in a float TFLite model.
+def float_node_names(float_model: bytes,
+                     scopes: Sequence[str] = FLOAT_SCOPES + (EINSUM_SCOPE,)
+                     ) -> List[str]:
+  """Tensors under `scopes` in a float TFLite model.
 
   The int8 types keep these in float (module doc): quantized, the merge
   counts mask areas in 8 bits and the int8 DIV kernel aborts on an empty
@@ -234,7 +255,7 @@ def float_node_names(float_model: bytes) -> List[str]:
   """
   interpreter = interpreter_class()(model_content=float_model)
   return [t['name'] for t in interpreter.get_tensor_details()
-          if t['name'].startswith(FLOAT_SCOPES)]
+          if t['name'].startswith(tuple(scopes))]
 
 
 def convert(saved_model_dir: str,
@@ -257,6 +278,12 @@ def convert(saved_model_dir: str,
       needs ops that are not TFLite builtins.
   """
   quant_type = normalize_quant_type(quant_type)
+  if quant_type is not None and quant_type.startswith('int8'):
+    twin = signature_key + export_module.INT8_TWIN_SUFFIX
+    if twin in signature_keys(saved_model_dir):
+      return _rename_signature(
+          convert(saved_model_dir, quant_type, representative_dataset, twin),
+          signature_key)
   converter = _converter(saved_model_dir, signature_key)
   if quant_type is None:
     tflite_model = converter.convert()
@@ -294,8 +321,11 @@ def _convert_int8(saved_model_dir: str, signature_key: str,
   if input_dtypes != {tf.float32}:
     # Integer inputs (the tflite_uint8 pixels) stay as they are.
     io_type = None
+  scopes = FLOAT_SCOPES
+  if not signature_key.endswith(export_module.INT8_TWIN_SUFFIX):
+    scopes += (EINSUM_SCOPE,)
   float_nodes = float_node_names(
-      _converter(saved_model_dir, signature_key).convert())
+      _converter(saved_model_dir, signature_key).convert(), scopes)
   if not float_nodes:
     if io_type is not None:
       converter.inference_input_type = io_type
@@ -358,6 +388,18 @@ def float_top_k(tflite_model: bytes) -> bytes:
       _remove_unread_ops(graph, codes, (ops.QUANTIZE, ops.DEQUANTIZE))
   if not changed:
     return tflite_model
+  return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+
+
+def _rename_signature(tflite_model: bytes, signature_key: str) -> bytes:
+  """The model with its one signature named signature_key."""
+  # Optional dependency (the test extra). pylint: disable=g-import-not-at-top
+  from ai_edge_litert.tools import flatbuffer_utils
+  model = flatbuffer_utils.read_model_from_bytearray(bytearray(tflite_model))
+  if len(model.signatureDefs or []) != 1:
+    raise ValueError(f'expected one signature, got '
+                     f'{len(model.signatureDefs or [])}')
+  model.signatureDefs[0].signatureKey = signature_key.encode()
   return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
 
 
