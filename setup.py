@@ -29,10 +29,13 @@ setuptools.setup(
         'pycocotools>=2.0.7',
         'tqdm>=4.66',
         'pyyaml>=6',
+        # LiteRT's interpreter and flatbuffer schema (TFLite export and
+        # metadata; tf-models-official requires it too).
+        'ai-edge-litert>=1.2',
     ],
     extras_require={
         'test': ['pytest>=8', 'pytest-timeout>=2.3', 'pytest-xdist>=3.5',
-                 'hotcoco>=1.3', 'ai-edge-litert>=1.2'],
+                 'hotcoco>=1.3'],
     },
     entry_points={
         'console_scripts': [

@@ -17,7 +17,8 @@ Session-scoped, built once per run (treat them as read-only):
   latest checkpoint too).
 * `exported`: one SavedModel of the tiny module with the signatures
   serving_default (image_tensor), image_bytes, tf_example, tflite, network
-  and postprocess.
+  and postprocess, and (batch size 1) the int8 twins tflite_int8 and
+  network_int8.
 * `tflite_float`: the `tflite` signature converted to float32 TFLite.
 * `val_records`: 3 synthetic 64x64 validation images as TFRecords.
 * `serving`: helpers, as a namespace: `make_params(extra_override)`,

@@ -86,6 +86,80 @@ def test_split_signatures_chain_to_the_tflite_signature(exported, tiny_module,
   _assert_outputs_equal(merged, whole, export_module.OUTPUT_KEYS[:-1])
 
 
+def _map_agreement(actual, expected):
+  return min(np.mean(np.asarray(actual[key]) == np.asarray(expected[key]))
+             for key in (keys.CATEGORY_MASK, keys.INSTANCE_MASK,
+                         keys.PANOPTIC_SEGMENT_MAP))
+
+
+def _assert_twin_equals(network, twin):
+  # The twin's einsum is a matmul: the same products summed in another
+  # order. Logits here are O(10); float32 rounding of 32-channel sums stays
+  # below 1e-5 of that, so 1e-4 absolute is ~10x the rounding and far below
+  # what a wrong product (another mask's embedding) would change.
+  np.testing.assert_allclose(twin[keys.MASK_LOGITS],
+                             network[keys.MASK_LOGITS], rtol=0, atol=1e-4)
+  for key in (keys.DETECTED_CLASSES, keys.DETECTED_SCORES):
+    np.testing.assert_array_equal(twin[key], network[key], err_msg=key)
+
+
+def test_int8_twins_compute_what_their_signatures_compute(exported,
+                                                          tiny_module,
+                                                          test_image, serving):
+  loaded = tf.saved_model.load(exported)
+  assert sorted(name for name in loaded.signatures
+                if name.endswith(export_module.INT8_TWIN_SUFFIX)) == [
+                    'network_int8', 'tflite_int8']
+  normalized, _ = tiny_module.preprocess(tf.constant(test_image))
+  inputs = normalized[tf.newaxis]
+  _assert_twin_equals(loaded.signatures['network'](inputs=inputs),
+                      loaded.signatures['network_int8'](inputs=inputs))
+  whole = loaded.signatures['tflite'](inputs=inputs)
+  assert serving.num_segments(whole) >= 1
+  # A pixel whose two best detections rank within float rounding of each
+  # other could flip; measured: none does.
+  assert _map_agreement(loaded.signatures['tflite_int8'](inputs=inputs),
+                        whole) >= 0.995
+
+
+@pytest.mark.parametrize('batch_size,input_type', [(None, 'tflite'),
+                                                   (1, 'image_tensor')])
+def test_int8_twins_only_for_batch_one_tflite_signatures(
+    tiny_params, tiny_module, batch_size, input_type):
+  module = export_module.MaskConverModule(
+      tiny_params, batch_size=batch_size, input_image_size=[64, 64],
+      input_type=input_type, model=tiny_module.model)
+  assert sorted(module.get_inference_signatures(
+      {input_type: 'serving_default'})) == ['serving_default']
+
+
+def test_int8_twin_names_are_reserved(tiny_params, tiny_module):
+  module = export_module.MaskConverModule(
+      tiny_params, batch_size=1, input_image_size=[64, 64],
+      model=tiny_module.model)
+  with pytest.raises(ValueError, match=r"\['serving_default_int8'\] are the "
+                     r"int8 twins of \['tflite'\]"):
+    module.get_inference_signatures({'tflite': 'serving_default',
+                                     'tflite_uint8': 'serving_default_int8'})
+
+
+def test_stuff_region_model_gets_an_int8_twin(serving):
+  # Stuff as regions projects the features twice (things, then the stuff
+  # regions' embeddings): both calls take the twin's form.
+  params = serving.make_params(
+      {'task': {'model': {'stuff_representation': 'region'}}})
+  module = export_module.MaskConverModule(params, batch_size=1,
+                                          input_image_size=[64, 64])
+  signatures = module.get_inference_signatures({'network': 'network'})
+  assert sorted(signatures) == ['network', 'network_int8']
+  inputs = tf.random.stateless_normal([1, 64, 64, 3], seed=[3, 4])
+  network = signatures['network'](inputs)
+  # K thing detections + one per stuff class.
+  assert network[keys.MASK_LOGITS].shape == [1, 16, 16,
+                                             serving.num_instances + 3]
+  _assert_twin_equals(network, signatures['network_int8'](inputs))
+
+
 def test_outputs_come_at_the_input_image_resolution(tiny_module, test_image):
   outputs = tiny_module.serve(tf.constant(test_image[np.newaxis]))
   for key in (keys.CATEGORY_MASK, keys.INSTANCE_MASK,

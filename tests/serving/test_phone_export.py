@@ -140,6 +140,14 @@ def test_export_tflite_cli_writes_labels(uint8_export, val_records, serving,
   assert [l['isthing'] for l in metadata['labels']] == [True] * 4 + [False] * 3
 
 
+def _runtime_weight_matmuls(ops):
+  """The FULLY_CONNECTED / BATCH_MATMUL ops whose second input is computed."""
+  produced = {index for op in ops for index in op['outputs']}
+  return [op for op in ops
+          if op['op_name'] in ('FULLY_CONNECTED', 'BATCH_MATMUL') and
+          op['inputs'][1] in produced]
+
+
 @pytest.fixture(scope='module')
 def fast_merge_exports(tiny_module, tiny_params, val_records,
                        tmp_path_factory):
@@ -186,7 +194,7 @@ def test_int8_full_runs_the_fast_merge_in_float(fast_merge_exports, pixels):
 
   The quantizer quantizes the fast merge's TOPK_V2 (the best and runner-up
   ranks of each mask pixel) although its scope is denylisted;
-  export_tflite.float_top_k turns it, and the slices of its values, back to
+  export_tflite.float_top_k turns it, and the reshape of its values, back to
   float. Before that, the interpreter refused the model (a STRIDED_SLICE
   from float32 to int8). Same weights and calibration, so the int8 network
   is the same with either merge, and the fast merge's maps agree with the
@@ -201,13 +209,12 @@ def test_int8_full_runs_the_fast_merge_in_float(fast_merge_exports, pixels):
     maps[method] = interpreter.get_signature_runner('serving_default')(
         inputs=pixels)
     tensors = {t['index']: t for t in interpreter.get_tensor_details()}
-    # The int8 twin's mask einsum: one int8 FULLY_CONNECTED, no BATCH_MATMUL
-    # (export_module.INT8_TWIN_SUFFIX).
+    # The int8 twin's mask einsum (export_module.INT8_TWIN_SUFFIX), once:
+    # the only FULLY_CONNECTED whose weights come from another op, in int8;
+    # no BATCH_MATMUL.
     ops = interpreter._get_ops_details()  # pylint: disable=protected-access
     assert 'BATCH_MATMUL' not in [op['op_name'] for op in ops], method
-    einsum = [op for op in ops if op['op_name'] == 'FULLY_CONNECTED' and
-              tensors[op['outputs'][0]]['name'].startswith(
-                  'maskconver/mask_projection')]
+    einsum = _runtime_weight_matmuls(ops)
     assert len(einsum) == 1, method
     assert [np.dtype(tensors[i]['dtype']).name
             for i in einsum[0]['inputs'] if i >= 0] == ['int8', 'int8'], method
@@ -224,3 +231,17 @@ def test_int8_full_runs_the_fast_merge_in_float(fast_merge_exports, pixels):
   for key in _MAPS:
     assert maps['fast'][key].shape == (1, 64, 64), key
     assert np.mean(maps['fast'][key] == maps['exact'][key]) >= 0.99, key
+
+
+def test_int8_without_the_twin_keeps_the_einsum_float(fast_merge_exports):
+  params, directory = fast_merge_exports['exact']
+  calibration = export_tflite.calibration_dataset(
+      params, [1, 64, 64, 3], 3, tf.uint8)
+  model = export_tflite.convert(directory, 'int8_full', calibration,
+                                int8_twin=False)
+  interpreter = export_tflite.make_interpreter(model)
+  tensors = {t['index']: t for t in interpreter.get_tensor_details()}
+  einsum = _runtime_weight_matmuls(interpreter._get_ops_details())  # pylint: disable=protected-access
+  assert [op['op_name'] for op in einsum] == ['BATCH_MATMUL']
+  assert {np.dtype(tensors[i]['dtype']).name
+          for i in einsum[0]['inputs']} == {'float32'}

@@ -34,7 +34,11 @@ refined pixel's 8 candidates; where the contour of a mask ranked third or
 lower at a cell's corners changes its area (nearest-neighbour estimate
 there); by float32 rounding (the refinement interpolates with a matmul, and
 foreground is tested as rank >= threshold * score, at mask resolution and in
-the refined cells); and for
+the refined cells, where the won area may then count a pixel that the mask
+area, tested on the probability, does not); by matmul rounding where
+matmuls round their inputs (TPUs at default precision, GPUs with TF32: the
+ranks, the interpolation and the first-copy flags of more than 255 masks
+pass through matmuls); and for
 detections of score exactly 0, which the exact merge may paint where every
 rank is 0 and this one treats as no detection.
 
@@ -125,9 +129,12 @@ def _inside(height: int, width: int, factor: int, offset: int) -> np.ndarray:
 def _columns(values: tf.Tensor) -> Tuple[tf.Tensor, ...]:
   """float32 [..., k] -> k float32 [...], each a matmul with a unit vector.
 
-  Exact for finite values (x * 1 + y * 0). Unlike an unstack, the int8
-  converter does not quantize a matmul fed by quantized values, so
-  export_tflite.float_top_k can keep the merge's top-K values float.
+  Exact for finite values (x * 1 + y * 0) where matmuls run in float32 (CPU,
+  TFLite); TPUs and TF32 GPUs round matmul inputs (module doc). Not an
+  unstack: the int8 converter quantizes an UNPACK of the quantized top-K
+  values together with what reads it, where export_tflite.float_top_k can
+  only make slices and reshapes float again; a matmul reads them through a
+  DEQUANTIZE, which it bypasses.
   """
   size = values.shape[-1]
   flat = tf.reshape(values, [-1, size])
@@ -291,8 +298,10 @@ def fast_merge_labels(
   is_best = tf.equal(candidate_ranking, tf.expand_dims(best_rank, 2))
   winner = tf.reduce_min(tf.where(is_best, slots, num_masks), axis=2)
   # Foreground as at mask resolution: rank >= threshold * score, with a
-  # positive score (an invalid detection ranks 0 and is no winner).
-  winner_score = tf.gather(ranking_scores, winner, batch_dims=1)
+  # positive score (an invalid detection ranks 0 and is no winner). Slot N
+  # (no candidate is best: NaN logits) scores 0, i.e. void.
+  winner_score = tf.gather(tf.pad(ranking_scores, [[0, 0], [0, 1]]), winner,
+                           batch_dims=1)
   refined_label = tf.where(
       (winner_score > 0.0) & (best_rank >= mask_threshold * winner_score),
       winner, num_masks)
@@ -311,8 +320,9 @@ def fast_merge_labels(
   # A candidate's mask pixels in the cell: exact, minus the nearest-neighbour
   # count (the pixels nearest each corner inside the image, where the
   # corner's own probability decides).
-  nearest_inside = tf.gather(tf.constant(np.matmul(
-      _inside(height, width, factor, offset), nearest.T)), refined)
+  nearest_inside = tf.reshape(
+      tf.matmul(tf.reshape(inside, [-1, subpixels]), tf.constant(nearest.T)),
+      [-1, budget, 4])
   corner_foreground = tf.reshape(
       tf.cast(activation(corner_logits) >= mask_threshold, tf.float32),
       [-1, budget, num_candidates, 4])

@@ -225,7 +225,7 @@ class MaskConverModel(tf_keras.Model):
          tf.fill([batch, num_stuff], -1)], axis=1)
 
   @property
-  def mask_projection(self) -> mask_projection.MaskProjection:
+  def projection(self) -> mask_projection.MaskProjection:
     """The mask einsum (its fully connected form: export_module)."""
     return self._projection
 

@@ -7,7 +7,8 @@
 Serving signature
 -----------------
 One signature per input type (the default export has one, named
-`serving_default`); its only input is named `inputs`:
+`serving_default`; at batch size 1 the TFLite input types add an int8 twin,
+below); its only input is named `inputs`:
 
 * `image_tensor`: uint8 [batch, height, width, 3] RGB images.
 * `image_bytes`: string [batch], encoded JPEG / PNG / BMP / GIF images
@@ -366,11 +367,13 @@ class MaskConverModule(export_base.ExportModule):
     function, dtype = {'tflite': (self.serve_normalized, tf.float32),
                        'tflite_uint8': (self.serve_uint8, tf.uint8),
                        'network': (self.network, tf.float32)}[input_type]
-    # The argument's name is the signature input's name, as in the
-    # inference_for_* methods.
-    twin = tf.function(lambda inputs: function(inputs))  # pylint: disable=unnecessary-lambda
-    with self.model.mask_projection.fully_connected_form():
-      return twin.get_concrete_function(self._input_spec(dtype))
+    def twin(inputs):
+      # `inputs` names the signature input, as in the inference_for_*
+      # methods.
+      return function(inputs)
+
+    with self.model.projection.fully_connected_form():
+      return tf.function(twin).get_concrete_function(self._input_spec(dtype))
 
   def get_inference_signatures(self, function_keys: Dict[str, str]
                                ) -> Dict[str, tf.types.experimental
@@ -388,6 +391,16 @@ class MaskConverModule(export_base.ExportModule):
     if unknown:
       raise ValueError(f'unknown input type(s) {unknown}; choose from '
                        f'{INPUT_TYPES + SPLIT_PARTS}')
+    twins = {}
+    if self._batch_size == 1:
+      twins = {function_keys[t] + INT8_TWIN_SUFFIX: t
+               for t in _INT8_TWIN_TYPES if t in function_keys}
+    taken = sorted(set(twins) & set(function_keys.values()))
+    if taken:
+      raise ValueError(
+          f'signature name(s) {taken} are the int8 twins of '
+          f'{sorted(twins[name] for name in taken)} at batch size 1: name '
+          'the signatures otherwise')
     signatures = super().get_inference_signatures(
         {k: v for k, v in function_keys.items()
          if k in INPUT_TYPES and k != 'tflite_uint8'})
@@ -406,9 +419,6 @@ class MaskConverModule(export_base.ExportModule):
             self.inference_postprocess.get_concrete_function(
                 **{name: tf.TensorSpec.from_tensor(outputs[key], name=name)
                    for name, key in _POSTPROCESS_INPUTS.items()}))
-    if self._batch_size == 1:
-      for input_type in _INT8_TWIN_TYPES:
-        if input_type in function_keys:
-          signatures[function_keys[input_type] + INT8_TWIN_SUFFIX] = (
-              self._int8_twin(input_type))
+    for name, input_type in twins.items():
+      signatures[name] = self._int8_twin(input_type)
     return signatures

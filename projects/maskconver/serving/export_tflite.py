@@ -42,14 +42,16 @@ float32, and so does the heatmap head's output conv (whose int8 scale the
 converter would otherwise share with the selector's padding). The mask
 einsum is int8 when the SavedModel has an int8 twin of the signature
 (`<signature>_int8`, which `export_module` writes for its batch-1 TFLite
-signatures; these types convert it instead of the signature itself): there
-it is a FULLY_CONNECTED with runtime weights, which XNNPACK and TFLite's own
-kernels run in int8 in ~1 ms at 256x256. Without a twin the einsum stays a
-float BATCH_MATMUL (an int8 BATCH_MATMUL runs in ~10 ms at 256x256 with
-either kernel set, a float one in ~2 ms with XNNPACK, ~40 ms with TFLite's
-own kernels). In 8 bits the merge would count mask areas with a step of dozens of pixels, and the int8 DIV kernel
-aborts on an empty mask. Its outputs keep their types (int32 maps and
-classes, bool flags, float32 scores and image_info) in every variant.
+signatures; these types convert it instead of the signature itself, unless
+`int8_twin=False` / `--noint8_twin`): there it is a FULLY_CONNECTED with
+runtime weights, which XNNPACK and TFLite's own kernels run in int8 in
+~1.2 ms at 256x256. Without a twin the einsum stays a float BATCH_MATMUL (an
+int8 BATCH_MATMUL takes ~8 ms with either kernel set, a float one 1.4 ms
+with XNNPACK, 37 ms with TFLite's own kernels; MaskProjection's doc). In 8
+bits the merge would count mask areas with a step of dozens of pixels, and
+the int8 DIV kernel aborts on an empty mask. Its outputs keep their types
+(int32 maps and classes, bool flags, float32 scores and image_info) in every
+variant.
 
 The int8 types calibrate on `--calibration_steps` images of the
 experiment's `task.validation_data` (parsed like evaluation: resized and
@@ -62,13 +64,15 @@ quantization parameters to apply) and its outputs keep their types.
 import os
 import re
 import sys
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
+from typing import (Any, Callable, Dict, Iterator, List, Mapping, Optional,
+                    Sequence)
 
 from absl import app
 from absl import flags
 from absl import logging
 import numpy as np
 import tensorflow as tf
+from tensorflow.core.protobuf import meta_graph_pb2
 from tensorflow.core.protobuf import saved_model_pb2
 # No public API changes the input type of a model quantized with a denylist.
 from tensorflow.lite.python import util as lite_util
@@ -111,7 +115,8 @@ def normalize_quant_type(quant_type: Optional[str]) -> Optional[str]:
   return quant_type
 
 
-def _signature_defs(saved_model_dir: str) -> Any:
+def _signature_defs(saved_model_dir: str
+                    ) -> Mapping[str, meta_graph_pb2.SignatureDef]:
   """The signature defs of saved_model.pb, read without loading the model."""
   saved_model = saved_model_pb2.SavedModel()
   with tf.io.gfile.GFile(os.path.join(saved_model_dir, 'saved_model.pb'),
@@ -243,32 +248,40 @@ def _converter(saved_model_dir: str, signature_key: str
   return converter
 
 
-def float_node_names(float_model: bytes,
-                     scopes: Sequence[str] = FLOAT_SCOPES + (EINSUM_SCOPE,)
-                     ) -> List[str]:
-  """Tensors under `scopes` in a float TFLite model.
+def float_node_names(float_model: bytes) -> List[str]:
+  """Tensors that the int8 types keep in float, in a float TFLite model.
 
-  The int8 types keep these in float (module doc): quantized, the merge
-  counts mask areas in 8 bits and the int8 DIV kernel aborts on an empty
-  mask; the selector's lowest-float fill of suppressed cells gives an int8
-  scale the interpreter refuses.
+  Those under FLOAT_SCOPES (module doc): quantized, the merge counts mask
+  areas in 8 bits and the int8 DIV kernel aborts on an empty mask; the
+  selector's lowest-float fill of suppressed cells gives an int8 scale the
+  interpreter refuses. And the mask einsum's when it is a BATCH_MATMUL
+  (no int8 twin), which runs slower in int8 than in float32.
   """
   interpreter = interpreter_class()(model_content=float_model)
-  return [t['name'] for t in interpreter.get_tensor_details()
-          if t['name'].startswith(tuple(scopes))]
+  tensors = interpreter.get_tensor_details()
+  scopes = FLOAT_SCOPES
+  if any(op['op_name'] == 'BATCH_MATMUL' and
+         tensors[op['outputs'][0]]['name'].startswith(EINSUM_SCOPE)
+         for op in interpreter._get_ops_details()):  # pylint: disable=protected-access
+    scopes += (EINSUM_SCOPE,)
+  return [t['name'] for t in tensors if t['name'].startswith(scopes)]
 
 
 def convert(saved_model_dir: str,
             quant_type: Optional[str] = None,
             representative_dataset: Optional[RepresentativeDataset] = None,
-            signature_key: str = 'serving_default') -> bytes:
+            signature_key: str = 'serving_default',
+            int8_twin: bool = True) -> bytes:
   """Converts one signature of a SavedModel to a TFLite flatbuffer.
 
   Args:
     saved_model_dir: the SavedModel.
     quant_type: None or one of QUANT_TYPES (module doc).
     representative_dataset: calibration data, required by the int8 types.
-    signature_key: the signature to convert.
+    signature_key: the signature to convert; for the int8 types, its int8
+      twin when the SavedModel has one and int8_twin (module doc), and the
+      TFLite signature is named signature_key either way.
+    int8_twin: whether the int8 types convert the twin.
 
   Returns:
     The TFLite model, with builtin ops only.
@@ -278,12 +291,24 @@ def convert(saved_model_dir: str,
       needs ops that are not TFLite builtins.
   """
   quant_type = normalize_quant_type(quant_type)
-  if quant_type is not None and quant_type.startswith('int8'):
-    twin = signature_key + export_module.INT8_TWIN_SUFFIX
-    if twin in signature_keys(saved_model_dir):
-      return _rename_signature(
-          convert(saved_model_dir, quant_type, representative_dataset, twin),
-          signature_key)
+  is_int8 = quant_type is not None and quant_type.startswith('int8')
+  suffix = export_module.INT8_TWIN_SUFFIX
+  names = signature_keys(saved_model_dir)
+  twin = signature_key + suffix
+  if is_int8 and int8_twin and twin in names:
+    logging.info('%s: converting signature %r, the int8 twin of %r (mask '
+                 'einsum as an int8 FULLY_CONNECTED)', quant_type, twin,
+                 signature_key)
+    return _rename_signature(
+        convert(saved_model_dir, quant_type, representative_dataset, twin,
+                int8_twin=False), signature_key)
+  if (not is_int8 and signature_key.endswith(suffix) and
+      signature_key[:-len(suffix)] in names):
+    logging.warning(
+        'converting %r, the int8 twin of %r, to %s: its fully connected mask '
+        'einsum runs slower in float than the einsum of %r', signature_key,
+        signature_key[:-len(suffix)], quant_type or 'float32',
+        signature_key[:-len(suffix)])
   converter = _converter(saved_model_dir, signature_key)
   if quant_type is None:
     tflite_model = converter.convert()
@@ -321,11 +346,8 @@ def _convert_int8(saved_model_dir: str, signature_key: str,
   if input_dtypes != {tf.float32}:
     # Integer inputs (the tflite_uint8 pixels) stay as they are.
     io_type = None
-  scopes = FLOAT_SCOPES
-  if not signature_key.endswith(export_module.INT8_TWIN_SUFFIX):
-    scopes += (EINSUM_SCOPE,)
   float_nodes = float_node_names(
-      _converter(saved_model_dir, signature_key).convert(), scopes)
+      _converter(saved_model_dir, signature_key).convert())
   if not float_nodes:
     if io_type is not None:
       converter.inference_input_type = io_type
@@ -352,7 +374,7 @@ def float_top_k(tflite_model: bytes) -> bytes:
   the lowest float32, so its int8 scale (~1e36) maps every logit to one
   value and the selection becomes arbitrary. Here the TOPK_V2 reads the
   float tensor instead, its values output becomes float32, as do the slices
-  and reshapes of them (the fast merge slices its best and runner-up ranks),
+  and reshapes of them (the fast merge reshapes its best and runner-up ranks),
   and the DEQUANTIZE ops that read those values are bypassed; ops left
   without readers (the QUANTIZE, the DEQUANTIZE) are removed.
 
@@ -362,7 +384,7 @@ def float_top_k(tflite_model: bytes) -> bytes:
   Returns:
     The model with float top-K (unchanged if it has no such TOPK_V2).
   """
-  # Optional dependency (the test extra). pylint: disable=g-import-not-at-top
+  # ai-edge-litert (setup.py). pylint: disable=g-import-not-at-top
   from ai_edge_litert import schema_py_generated as schema
   from ai_edge_litert.tools import flatbuffer_utils
   model = flatbuffer_utils.read_model_from_bytearray(bytearray(tflite_model))
@@ -393,7 +415,7 @@ def float_top_k(tflite_model: bytes) -> bytes:
 
 def _rename_signature(tflite_model: bytes, signature_key: str) -> bytes:
   """The model with its one signature named signature_key."""
-  # Optional dependency (the test extra). pylint: disable=g-import-not-at-top
+  # pylint: disable-next=g-import-not-at-top
   from ai_edge_litert.tools import flatbuffer_utils
   model = flatbuffer_utils.read_model_from_bytearray(bytearray(tflite_model))
   if len(model.signatureDefs or []) != 1:
@@ -426,7 +448,7 @@ def _make_float(model: Any, graph_index: int, codes: Sequence[int],
     ValueError: another op reads the quantized values; it would be handed
       float32.
   """
-  # Optional dependency (the test extra). pylint: disable=g-import-not-at-top
+  # ai-edge-litert (setup.py). pylint: disable=g-import-not-at-top
   from ai_edge_litert import schema_py_generated as schema
   ops = schema.BuiltinOperator
   float32 = schema.TensorType.FLOAT32
@@ -599,6 +621,12 @@ def define_flags() -> None:
       'signature_key', 'serving_default',
       'Signature of the SavedModel to convert (e.g. "tflite", "network" or '
       '"postprocess" of a multi-signature export).')
+  flags.DEFINE_bool(
+      'int8_twin', True,
+      'For the int8 types, convert the SavedModel\'s int8 twin of '
+      '--signature_key (<signature>_int8, written by export_saved_model at '
+      'batch size 1) when it has one: the mask einsum then runs in int8. '
+      '--noint8_twin keeps it a float BATCH_MATMUL.')
   flags.DEFINE_string(
       'experiment', None,
       'Registered experiment, for the int8 calibration data.')
@@ -665,7 +693,7 @@ def main(argv: Sequence[str]) -> None:
     except (OSError, ValueError, KeyError) as e:
       raise app.UsageError(f'--label_map={FLAGS.label_map}: {e}') from e
   tflite_model = convert(saved_model_dir, quant_type, representative_dataset,
-                         FLAGS.signature_key)
+                         FLAGS.signature_key, FLAGS.int8_twin)
   described = ''
   if FLAGS.experiment:
     params = export_saved_model.load_params(

@@ -50,7 +50,7 @@ PARTS = (
 
 
 def _schema():
-  # Optional dependency (the test extra). pylint: disable=g-import-not-at-top
+  # ai-edge-litert (setup.py). pylint: disable=g-import-not-at-top
   from ai_edge_litert import schema_py_generated
   from ai_edge_litert.tools import flatbuffer_utils
   return schema_py_generated, flatbuffer_utils

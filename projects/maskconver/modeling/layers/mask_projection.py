@@ -12,20 +12,27 @@ class MaskProjection(tf_keras.layers.Layer):
   """mask_logits[b, y, x, k] = sum_c features[b, y, x, c] * embeddings[b, k, c].
 
   A 1x1 "dynamic convolution" whose K kernels are the mask embeddings. Two
-  forms of the same product, which TFLite runs with different kernels:
+  forms of the same product, which TFLite runs with different kernels
+  (`scripts/benchmark_mask_einsum.py`: [1, 64, 64, 256] x [1, 50, 256], the
+  mobile recipe at 256x256, 1 thread):
 
-  * `fully_connected=False` (default): one einsum, a BATCH_MATMUL in TFLite.
-    XNNPACK runs it fast in float32; TFLite's own kernels run a float32
-    BATCH_MATMUL ~25x slower and an int8 one, like XNNPACK, ~6x slower than
-    float32 XNNPACK (measured on [1, 64, 64, 256] x [1, 50, 256]).
+  * `fully_connected=False` (default): one einsum, a BATCH_MATMUL in TFLite:
+    float32 1.4 ms with XNNPACK but 37 ms with TFLite's own kernels; int8
+    8 ms with either.
   * `fully_connected=True` (batch 1 only): the features as an
     [H * W, C] matrix times the embeddings, a FULLY_CONNECTED with runtime
-    weights in TFLite, which both kernel sets run fast in int8 (and XNNPACK
-    3x slower than the einsum in float32). `export_module` traces the int8
-    twin of its batch-1 TFLite signatures in this form.
+    weights in TFLite: int8 1.2 ms with either kernel set, float32 3.3 ms.
+    `export_module` traces the int8 twin of its batch-1 TFLite signatures
+    in this form.
   """
 
   def __init__(self, fully_connected: bool = False, **kwargs):
+    """Initializes the layer.
+
+    Args:
+      fully_connected: compute in the fully connected form (class doc).
+      **kwargs: passed to the Layer.
+    """
     super().__init__(**kwargs)
     self.fully_connected = fully_connected
 
@@ -62,11 +69,13 @@ class MaskProjection(tf_keras.layers.Layer):
           'MaskProjection(fully_connected=True) multiplies one image\'s '
           'features by its embeddings: it needs batch size 1, got features '
           f'{mask_features.shape} and embeddings {mask_embeddings.shape}')
-    shape = tf.shape(mask_features)
+    _, height, width, channels = mask_features.shape
+    if None in (height, width, channels):
+      _, height, width, channels = tf.unstack(tf.shape(mask_features))
     logits = tf.matmul(
-        tf.reshape(mask_features, [-1, shape[3]]), mask_embeddings[0],
+        tf.reshape(mask_features, [-1, channels]), mask_embeddings[0],
         transpose_b=True)
-    return tf.reshape(logits, [1, shape[1], shape[2], -1])
+    return tf.reshape(logits, [1, height, width, -1])
 
   def get_config(self) -> Dict[str, Any]:
     config = super().get_config()
