@@ -24,6 +24,19 @@ def test_time_runs_counts_runs_after_warmup():
     benchmark.time_runs(lambda: None, num_runs=0, warmup=0)
 
 
+def test_time_interleaved_calls_every_row_in_turn():
+  calls = []
+  runs = {row: {part: (lambda row=row, part=part: calls.append(row + part))
+                for part in ('n', 't')} for row in ('a', 'b')}
+  stats = benchmark.time_interleaved(runs, num_runs=2, warmup=1)
+  # Warm-ups first, then rounds of a.n, a.t, b.n, b.t.
+  assert calls == ['an', 'at', 'bn', 'bt'] * 3
+  assert sorted(stats) == ['a', 'b'] and sorted(stats['a']) == ['n', 't']
+  assert 0.0 <= stats['b']['t']['min_ms'] <= stats['b']['t']['max_ms']
+  with pytest.raises(ValueError, match='num_runs'):
+    benchmark.time_interleaved(runs, num_runs=0, warmup=0)
+
+
 def test_latency_ratios_divide_medians():
   latency = {'tflite_int8': _latency(4.0), 'tflite_float32': _latency(8.0),
              'keras': {'error': 'boom'}}

@@ -14,7 +14,11 @@ For each format it times, at batch 1 on one fixed random image, after
   `PanopticPostprocessor` merge);
 * total: both in one model (image -> panoptic maps), as deployed;
 
-and reports the median, min and max in milliseconds. The formats:
+and reports the median, min and max in milliseconds. The runs are
+interleaved: every format, kernel set and thread count is built first, then
+each round times one call of every (row, part) in turn, so that the speed of
+a shared or throttled machine drifting during the benchmark moves all rows
+alike and their ratios stay comparable. The formats:
 
 * keras: the Keras model and post-processing layer called eagerly;
 * saved_model: the `export_module` SavedModel (its `tflite`, `network` and
@@ -162,6 +166,37 @@ def time_runs(function: Callable[[], Any], num_runs: int,
     times.append((time.perf_counter() - start) * 1000.0)
   return {'median_ms': statistics.median(times), 'min_ms': min(times),
           'max_ms': max(times)}
+
+
+def time_interleaved(runs: Mapping[str, Mapping[str, Callable[[], Any]]],
+                     num_runs: int, warmup: int
+                     ) -> Dict[str, Dict[str, Dict[str, float]]]:
+  """Like time_runs for every {row: {part: call}}, round-robin (module doc).
+
+  Each call runs `warmup` times first; then `num_runs` rounds call every
+  (row, part) once, in order.
+
+  Returns:
+    {row: {part: {median_ms, min_ms, max_ms}}}.
+  """
+  if num_runs <= 0 or warmup < 0:
+    raise ValueError(f'need num_runs > 0 and warmup >= 0, got {num_runs}, '
+                     f'{warmup}')
+  for parts in runs.values():
+    for function in parts.values():
+      for _ in range(warmup):
+        function()
+  times = {row: {part: [] for part in parts} for row, parts in runs.items()}
+  for _ in range(num_runs):
+    for row, parts in runs.items():
+      for part, function in parts.items():
+        start = time.perf_counter()
+        function()
+        times[row][part].append((time.perf_counter() - start) * 1000.0)
+  return {row: {part: {'median_ms': statistics.median(values),
+                       'min_ms': min(values), 'max_ms': max(values)}
+                for part, values in parts.items()}
+          for row, parts in times.items()}
 
 
 def _numpy(outputs: Mapping[str, Any]) -> Dict[str, np.ndarray]:
@@ -319,29 +354,39 @@ def benchmark(params: Any, input_size: Sequence[int], formats: Sequence[str],
         module, {'tflite': 'tflite', 'network': 'network',
                  'postprocess': 'postprocess'},
         os.path.join(work_dir, 'saved_model'))
+  runs = {}
+  failed = {}
+  rows = []
   for name in formats:
-    logging.info('Benchmarking %s', name)
+    logging.info('Preparing %s', name)
     try:
       if name == 'keras':
-        runs = {name: _keras_parts(module, image, network_outputs)}
+        runs[name] = _keras_parts(module, image, network_outputs)
+        rows.append(name)
       elif name == 'saved_model':
-        runs = {name: _saved_model_parts(saved_model_dir, image,
-                                         network_outputs)}
+        runs[name] = _saved_model_parts(saved_model_dir, image,
+                                        network_outputs)
+        rows.append(name)
       else:
         models = _tflite_models(saved_model_dir, TFLITE_QUANT_TYPES[name],
                                 work_dir, name, image,
                                 postprocess_calibration)
-        runs = {row_name(name, kernels, threads, single): _tflite_parts(
-            models, kernels, threads, image, network_outputs)
-                for kernels, threads in configs}
+        for kernels, threads in configs:
+          row = row_name(name, kernels, threads, single)
+          runs[row] = _tflite_parts(models, kernels, threads, image,
+                                    network_outputs)
+          rows.append(row)
     except (ValueError, RuntimeError) as e:
       # A format that cannot be built is reported, the others still run.
       logging.error('%s failed: %s', name, e)
-      result['latency'][name] = {'error': str(e).splitlines()[0]}
-      continue
-    for row, parts in runs.items():
-      result['latency'][row] = {
-          part: time_runs(parts[part], num_runs, warmup) for part in PARTS}
+      failed[name] = {'error': str(e).splitlines()[0]}
+      rows.append(name)
+  logging.info('Timing %d rows, interleaved', len(runs))
+  timed = time_interleaved(
+      {row: {part: runs[row][part] for part in PARTS} for row in rows
+       if row in runs}, num_runs, warmup)
+  result['latency'] = {row: timed[row] if row in timed else failed[row]
+                       for row in rows}
   result['ratio_to_tflite_float32'] = {}
   for row in result['latency']:
     base = 'tflite_float32'
