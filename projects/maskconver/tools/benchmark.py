@@ -16,9 +16,11 @@ For each format it times, at batch 1 on one fixed random image, after
 
 and reports the median, min and max in milliseconds. The runs are
 interleaved: every format, kernel set and thread count is built first, then
-each round times one call of every (row, part) in turn, so that the speed of
-a shared or throttled machine drifting during the benchmark moves all rows
-alike and their ratios stay comparable. The formats:
+5 rounds each time a block of consecutive runs of every (row, part) in
+turn (after one untimed run), so that the speed of a shared or throttled
+machine drifting during the benchmark moves all rows alike and their ratios
+stay comparable, while each block runs warm, as an app calling the model
+frame after frame does. The formats:
 
 * keras: the Keras model and post-processing layer called eagerly;
 * saved_model: the `export_module` SavedModel (its `tflite`, `network` and
@@ -82,6 +84,8 @@ from maskconver.tools import model_stats
 FLAGS = flags.FLAGS
 FORMATS = ('keras', 'saved_model', 'tflite_float32', 'tflite_fp16',
            'tflite_dynamic', 'tflite_int8')
+# Rounds of the interleaved timing (time_interleaved).
+_ROUNDS = 5
 # Quantization type of each TFLite format (export_tflite.QUANT_TYPES).
 TFLITE_QUANT_TYPES = {
     'tflite_float32': None,
@@ -169,30 +173,36 @@ def time_runs(function: Callable[[], Any], num_runs: int,
 
 
 def time_interleaved(runs: Mapping[str, Mapping[str, Callable[[], Any]]],
-                     num_runs: int, warmup: int
+                     num_runs: int, warmup: int, rounds: int = _ROUNDS
                      ) -> Dict[str, Dict[str, Dict[str, float]]]:
-  """Like time_runs for every {row: {part: call}}, round-robin (module doc).
+  """Like time_runs for every {row: {part: call}}, in rounds (module doc).
 
-  Each call runs `warmup` times first; then `num_runs` rounds call every
-  (row, part) once, in order.
+  Each call runs `warmup` times first. Then, `rounds` times, every (row,
+  part) in turn runs once untimed (its caches and thread pool warm again
+  after the others ran) and then its share of the `num_runs` timed runs in a
+  row; the shares differ by at most one.
 
   Returns:
-    {row: {part: {median_ms, min_ms, max_ms}}}.
+    {row: {part: {median_ms, min_ms, max_ms}}} over the num_runs timed runs.
   """
-  if num_runs <= 0 or warmup < 0:
-    raise ValueError(f'need num_runs > 0 and warmup >= 0, got {num_runs}, '
-                     f'{warmup}')
+  if num_runs <= 0 or warmup < 0 or rounds <= 0:
+    raise ValueError(f'need num_runs > 0, warmup >= 0 and rounds > 0, got '
+                     f'{num_runs}, {warmup}, {rounds}')
+  rounds = min(rounds, num_runs)
   for parts in runs.values():
     for function in parts.values():
       for _ in range(warmup):
         function()
   times = {row: {part: [] for part in parts} for row, parts in runs.items()}
-  for _ in range(num_runs):
+  for index in range(rounds):
+    block = num_runs // rounds + (index < num_runs % rounds)
     for row, parts in runs.items():
       for part, function in parts.items():
-        start = time.perf_counter()
         function()
-        times[row][part].append((time.perf_counter() - start) * 1000.0)
+        for _ in range(block):
+          start = time.perf_counter()
+          function()
+          times[row][part].append((time.perf_counter() - start) * 1000.0)
   return {row: {part: {'median_ms': statistics.median(values),
                        'min_ms': min(values), 'max_ms': max(values)}
                 for part, values in parts.items()}
