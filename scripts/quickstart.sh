@@ -40,7 +40,7 @@ done
 echo "== 3/6 train + evaluate -> $work/model"
 "$python" -m maskconver.train \
   --experiment=maskconver_synthetic \
-  --mode=train_and_eval \
+  --mode=train_and_eval --seed=0 \
   --model_dir="$work/model" \
   --config_file="$root/configs/experiments/maskconver_synthetic.yaml" \
   --params_override="task.train_data.input_path=$work/records/train-*,task.validation_data.input_path=$work/records/val-*,task.validation_data.label_map_path=$work/records/val_label_map.json" \
