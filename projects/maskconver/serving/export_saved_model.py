@@ -13,8 +13,9 @@ SavedModel), `<export_dir>/checkpoint/` (the weights) and
 (`serving_default`, input 'inputs', outputs the panoptic maps at the input
 image resolution plus 'image_info') is documented in
 `maskconver.serving.export_module`. For TFLite, export with
-`--input_type=tflite --batch_size=1`, then run
-`python -m maskconver.serving.export_tflite`.
+`--input_type=tflite --batch_size=1` (or `tflite_uint8`; at batch size 1
+these also write `serving_default_int8`, the int8 twin that export_tflite's
+int8 types convert), then run `python -m maskconver.serving.export_tflite`.
 
 `--checkpoint_path` is a checkpoint prefix or a directory (its latest
 checkpoint is used), e.g. the training model_dir. When the training kept an
