@@ -372,6 +372,9 @@ def test_decoder_forward_and_gradient_compile_with_xla(name, policy):
       'unet_projected': lambda: _unet(max_level=7, num_filters=[24, 16, 8],
                                       output_num_filters=12),
   }[name]
+  # Seeded: the tolerances below were checked on these initial weights
+  # (unseeded, one run in many drew a fusion weight with a tiny gradient).
+  tf_keras.utils.set_random_seed(0)
   decoder = _build_under_policy(build, policy)
   features = _features(64, 96, seed=10)
 
@@ -390,6 +393,8 @@ def test_decoder_forward_and_gradient_compile_with_xla(name, policy):
   rtol = 1e-4 if policy == 'float32' else 5e-2
   scale = float(np.abs(loss.numpy())) + 1.0
   assert abs(float(xla_loss) - float(loss)) <= rtol * scale
+  largest = max(np.linalg.norm(tf.convert_to_tensor(grad).numpy().astype(
+      np.float64)) for grad in grads)
   for xla_grad, grad in zip(xla_grads, grads):
     xla_grad = tf.convert_to_tensor(xla_grad).numpy().astype(np.float64)
     grad = tf.convert_to_tensor(grad).numpy().astype(np.float64)
@@ -400,6 +405,12 @@ def test_decoder_forward_and_gradient_compile_with_xla(name, policy):
     else:
       # bfloat16: the two runtimes round at different places, and BiFPN's
       # normalized fusion and batch norms amplify single elements (up to
-      # ~40% seen on one element); the gradient as a whole must agree.
+      # ~40% seen on one element); the gradient as a whole must agree. A
+      # gradient that is a sum with heavy cancellation (a fusion weight's:
+      # seen [0.0021, -0.0021], off by 0.0011) keeps the rounding error of
+      # its terms, whose size is set by the layer's other gradients: hence
+      # the floor of 0.5% of the largest gradient norm (initial weights of
+      # seeds 0-7: every error below 1/25 of this bound; with the former
+      # floor of 2e-4, two of the 8 failed).
       error = np.linalg.norm(xla_grad - grad)
-      assert error <= 0.2 * (np.linalg.norm(grad) + 1e-3), error
+      assert error <= 0.2 * np.linalg.norm(grad) + 0.005 * largest, error
