@@ -293,8 +293,10 @@ def convert(saved_model_dir: str,
   quant_type = normalize_quant_type(quant_type)
   is_int8 = quant_type is not None and quant_type.startswith('int8')
   suffix = export_module.INT8_TWIN_SUFFIX
-  names = signature_keys(saved_model_dir)
   twin = signature_key + suffix
+  names = (signature_keys(saved_model_dir)
+           if (is_int8 and int8_twin) or signature_key.endswith(suffix)
+           else ())
   if is_int8 and int8_twin and twin in names:
     logging.info('%s: converting signature %r, the int8 twin of %r (mask '
                  'einsum as an int8 FULLY_CONNECTED)', quant_type, twin,

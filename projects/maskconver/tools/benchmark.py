@@ -168,6 +168,10 @@ def time_runs(function: Callable[[], Any], num_runs: int,
     start = time.perf_counter()
     function()
     times.append((time.perf_counter() - start) * 1000.0)
+  return _summary(times)
+
+
+def _summary(times: Sequence[float]) -> Dict[str, float]:
   return {'median_ms': statistics.median(times), 'min_ms': min(times),
           'max_ms': max(times)}
 
@@ -203,9 +207,7 @@ def time_interleaved(runs: Mapping[str, Mapping[str, Callable[[], Any]]],
           start = time.perf_counter()
           function()
           times[row][part].append((time.perf_counter() - start) * 1000.0)
-  return {row: {part: {'median_ms': statistics.median(values),
-                       'min_ms': min(values), 'max_ms': max(values)}
-                for part, values in parts.items()}
+  return {row: {part: _summary(values) for part, values in parts.items()}
           for row, parts in times.items()}
 
 
@@ -364,39 +366,36 @@ def benchmark(params: Any, input_size: Sequence[int], formats: Sequence[str],
         module, {'tflite': 'tflite', 'network': 'network',
                  'postprocess': 'postprocess'},
         os.path.join(work_dir, 'saved_model'))
+  # Rows in the order of the formats: a failed format's error now, the
+  # others' latencies once all are timed.
+  latency = result['latency']
   runs = {}
-  failed = {}
-  rows = []
   for name in formats:
     logging.info('Preparing %s', name)
     try:
       if name == 'keras':
-        runs[name] = _keras_parts(module, image, network_outputs)
-        rows.append(name)
+        built = {name: _keras_parts(module, image, network_outputs)}
       elif name == 'saved_model':
-        runs[name] = _saved_model_parts(saved_model_dir, image,
-                                        network_outputs)
-        rows.append(name)
+        built = {name: _saved_model_parts(saved_model_dir, image,
+                                          network_outputs)}
       else:
         models = _tflite_models(saved_model_dir, TFLITE_QUANT_TYPES[name],
                                 work_dir, name, image,
                                 postprocess_calibration)
-        for kernels, threads in configs:
-          row = row_name(name, kernels, threads, single)
-          runs[row] = _tflite_parts(models, kernels, threads, image,
-                                    network_outputs)
-          rows.append(row)
+        built = {row_name(name, kernels, threads, single): _tflite_parts(
+            models, kernels, threads, image, network_outputs)
+                 for kernels, threads in configs}
     except (ValueError, RuntimeError) as e:
       # A format that cannot be built is reported, the others still run.
       logging.error('%s failed: %s', name, e)
-      failed[name] = {'error': str(e).splitlines()[0]}
-      rows.append(name)
+      latency[name] = {'error': str(e).splitlines()[0]}
+      continue
+    runs.update(built)
+    latency.update(dict.fromkeys(built))
   logging.info('Timing %d rows, interleaved', len(runs))
-  timed = time_interleaved(
-      {row: {part: runs[row][part] for part in PARTS} for row in rows
-       if row in runs}, num_runs, warmup)
-  result['latency'] = {row: timed[row] if row in timed else failed[row]
-                       for row in rows}
+  latency.update(time_interleaved(
+      {row: {part: parts[part] for part in PARTS}
+       for row, parts in runs.items()}, num_runs, warmup))
   result['ratio_to_tflite_float32'] = {}
   for row in result['latency']:
     base = 'tflite_float32'
