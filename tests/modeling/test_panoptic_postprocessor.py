@@ -538,3 +538,48 @@ def test_fast_merge_with_one_mask_and_an_unknown_batch_size():
   for key, value in known.items():
     np.testing.assert_array_equal(unknown[key], value, err_msg=key)
   assert len(np.unique(known[keys.PANOPTIC_SEGMENT_MAP])) > 2
+
+
+@pytest.mark.parametrize('ranges', [
+    # Packed: 3 + 2 + 2 bits, one gather.
+    [(-1, 7), (0, 3), (0, 4)],
+    # 13 + 13 bits do not fit in float32's 24: one gather per table.
+    [(-1, 7), (0, 2 ** 13), (0, 2 ** 13)],
+])
+def test_gather_tables_equals_one_gather_per_table(ranges):
+  tables = [tf.constant([[-1, 6, 0, 3], [2, -1, 5, 1]]),
+            tf.constant([[0, 2, 1, 0], [1, 0, 2, 2]]),
+            tf.constant([[3, 0, 1, 2], [0, 3, 3, 1]])]
+  if ranges[1][1] > 4:
+    tables[1] = tables[1] * 4000
+    tables[2] = tables[2] * 2700 + 1
+  indices = tf.constant([[[0, 1, 3], [2, 2, 1]], [[3, 0, 1], [1, 2, 0]]])
+  expected = [tf.gather(t, indices, batch_dims=1).numpy() for t in tables]
+  # By hand, the first table's image 1.
+  np.testing.assert_array_equal(expected[0][1], [[1, 2, -1], [-1, 5, 2]])
+  eager = fast_merge.gather_tables(tables, ranges, indices)
+  compiled = tf.function(fast_merge.gather_tables, jit_compile=True)(
+      tables, ranges, indices)
+  graph = tf.function(fast_merge.gather_tables).get_concrete_function(
+      tables, ranges, indices).graph
+  gathers = [op for op in graph.get_operations() if op.type == 'GatherV2']
+  assert len(gathers) == (1 if ranges[1][1] == 3 else 3)
+  for got, xla, want in zip(eager, compiled, expected):
+    assert got.dtype == tf.int32
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(xla, want)
+
+
+def test_distinct_candidates_put_every_corners_best_first():
+  # Corner by corner (best, runner-up): corners' bests 3, 3, 5, 3, then
+  # runners-up 1, 2, 1, 7.
+  candidates = tf.constant([[[3, 1, 3, 2, 5, 1, 3, 7],
+                             [4, 9, 4, 9, 4, 9, 4, 9]]])
+  slots, first = fast_merge._distinct_candidates(candidates, 10, 5)
+  np.testing.assert_array_equal(slots, [[[3, 5, 1, 2, 7], [4, 9, 4, 4, 4]]])
+  np.testing.assert_array_equal(first, [[[1, 1, 1, 1, 1], [1, 1, 0, 0, 0]]])
+  # With 4 the last runner-up is left out.
+  slots, first = tf.function(fast_merge._distinct_candidates,
+                             jit_compile=True)(candidates, 10, 4)
+  np.testing.assert_array_equal(slots, [[[3, 5, 1, 2], [4, 9, 4, 4]]])
+  np.testing.assert_array_equal(first, [[[1, 1, 1, 1], [1, 1, 0, 0]]])

@@ -285,17 +285,21 @@ class PanopticPostprocessor(tf_keras.layers.Layer):
         self._activation, self.fast_refine_share)
     segments = self._segments(won_area, mask_area, classes, scores, valid)
     kept = segments['kept']
+    num_masks = mask_logits.shape[-1]
 
-    def lookup(values, void_value):
+    def table(values, void_value):
       # Per-detection values, void_value for dropped ones and for index N.
-      table = tf.concat([tf.where(kept, values, void_value),
-                         tf.fill([tf.shape(kept)[0], 1], void_value)], axis=1)
-      return tf.gather(table, winners, batch_dims=1)
+      return tf.pad(tf.where(kept, values, void_value), [[0, 0], [0, 1]],
+                    constant_values=void_value)
 
-    return self._outputs(lookup(classes, keys.VOID_CLASS),
-                         lookup(segments['instance_ids'], 0),
-                         lookup(segments['representative'] + 1, 0),
-                         classes, scores, segments)
+    # Looked up together (fast_merge.gather_tables).
+    category_mask, instance_mask, segment_map = fast_merge.gather_tables(
+        [table(classes, keys.VOID_CLASS), table(segments['instance_ids'], 0),
+         table(segments['representative'] + 1, 0)],
+        [(min(keys.VOID_CLASS, 0), self.num_classes), (0, num_masks + 1),
+         (0, num_masks + 1)], winners)
+    return self._outputs(category_mask, instance_mask, segment_map, classes,
+                         scores, segments)
 
   @staticmethod
   def _winners(probs: tf.Tensor, scores: tf.Tensor,
