@@ -35,9 +35,10 @@ refined pixel's candidates; where the contour of a mask that is no
 candidate of a cell (ranked third or lower at its corners, or a runner-up
 beyond the 5 distinct candidates) changes its area (nearest-neighbour
 estimate there); by float32 rounding (the refinement interpolates with a matmul, and
-foreground is tested as rank >= threshold * score, at mask resolution and in
-the refined cells, where the won area may then count a pixel that the mask
-area, tested on the probability, does not); by matmul rounding where
+foreground is tested as rank >= threshold * score at mask resolution, where
+the won area may then count a pixel that the mask area, tested on the
+probability, does not; refined pixels test the probability, as the exact
+merge does); by matmul rounding where
 matmuls round their inputs (TPUs at default precision, GPUs with TF32: the
 ranks, the interpolation and the first-copy flags of more than 255 masks
 pass through matmuls); and for
@@ -395,19 +396,31 @@ def fast_merge_labels(
       tf.matmul(corner_logits, tf.constant(weights)),
       [-1, budget, num_candidates, subpixels]))
   slots = tf.expand_dims(candidates, -1)
-  candidate_ranking = candidate_probs * tf.gather(ranking_scores, slots,
-                                                  batch_dims=1)
-  best_rank = tf.reduce_max(candidate_ranking, axis=2)
-  is_best = tf.equal(candidate_ranking, tf.expand_dims(best_rank, 2))
-  winner = tf.reduce_min(tf.where(is_best, slots, num_masks), axis=2)
-  # Foreground as at mask resolution: rank >= threshold * score, with a
-  # positive score (an invalid detection ranks 0 and is no winner). Slot N
-  # (no candidate is best: NaN logits) scores 0, i.e. void.
-  winner_score = tf.gather(tf.pad(ranking_scores, [[0, 0], [0, 1]]), winner,
-                           batch_dims=1)
-  refined_label = tf.where(
-      (winner_score > 0.0) & (best_rank >= mask_threshold * winner_score),
-      winner, num_masks)
+  slot_scores = tf.gather(ranking_scores, slots, batch_dims=1)
+  candidate_ranking = candidate_probs * slot_scores
+  candidate_foreground = tf.cast(candidate_probs >= mask_threshold,
+                                 tf.float32)
+  # The winner and its foreground state in float arithmetic, which XNNPACK
+  # runs (TFLite's own SELECT / REDUCE_MIN took 3x longer than its
+  # multiplications and REDUCE_MAX). (Not is_best = 1 - ceil(best - rank):
+  # under XLA that differed from eager execution in some pixels.)
+  is_best = tf.cast(tf.equal(
+      tf.reduce_max(candidate_ranking, axis=2, keepdims=True),
+      candidate_ranking), tf.float32)
+  # Among the best, the lowest detection (largest 2 (N - slot)), plus 1 if
+  # it is foreground: probability >= threshold (as the exact merge tests it)
+  # and a positive score (an invalid detection ranks 0 and is no winner).
+  key = is_best * (
+      2.0 * (float(num_masks) - tf.cast(slots, tf.float32)) +
+      candidate_foreground * tf.cast(slot_scores > 0.0, tf.float32))
+  best_key = tf.reduce_max(key, axis=2)
+  # NaN logits (a diverged checkpoint) paint void instead of indexing out of
+  # range below (keys of a winner are >= 2).
+  best_key = tf.where(best_key >= 2.0, best_key, 0.0)
+  lowest = tf.floor(best_key * 0.5)  # N - winner
+  # N - (N - winner) on the foreground, N on void.
+  refined_label = tf.cast(
+      float(num_masks) - (best_key - 2.0 * lowest) * lowest, tf.int32)
   # Every cell's nearest-neighbour labels, [batch, cells, f * f], and the
   # refined cells' among them.
   nearest_all = tf.reshape(tf.matmul(
@@ -430,8 +443,8 @@ def fast_merge_labels(
       tf.cast(activation(corner_logits) >= mask_threshold, tf.float32),
       [-1, budget, num_candidates, 4])
   mask_change = (
-      tf.reduce_sum(tf.cast(candidate_probs >= mask_threshold, tf.float32) *
-                    tf.expand_dims(inside, 2), axis=3) -
+      tf.reduce_sum(candidate_foreground * tf.expand_dims(inside, 2),
+                    axis=3) -
       tf.reduce_sum(corner_foreground * tf.expand_dims(nearest_inside, 2),
                     axis=3))
   mask_area += slot_sums(mask_change * first_of_slot, candidates, num_masks)
