@@ -546,7 +546,7 @@ def test_fast_merge_with_one_mask_and_an_unknown_batch_size():
     # 13 + 13 bits do not fit in float32's 24: one gather per table.
     [(-1, 7), (0, 2 ** 13), (0, 2 ** 13)],
 ])
-def test_gather_tables_equals_one_gather_per_table(ranges):
+def test_lookup_tables_equals_one_gather_per_table(ranges):
   tables = [tf.constant([[-1, 6, 0, 3], [2, -1, 5, 1]]),
             tf.constant([[0, 2, 1, 0], [1, 0, 2, 2]]),
             tf.constant([[3, 0, 1, 2], [0, 3, 3, 1]])]
@@ -557,17 +557,24 @@ def test_gather_tables_equals_one_gather_per_table(ranges):
   expected = [tf.gather(t, indices, batch_dims=1).numpy() for t in tables]
   # By hand, the first table's image 1.
   np.testing.assert_array_equal(expected[0][1], [[1, 2, -1], [-1, 5, 2]])
-  eager = fast_merge.gather_tables(tables, ranges, indices)
-  compiled = tf.function(fast_merge.gather_tables, jit_compile=True)(
-      tables, ranges, indices)
-  graph = tf.function(fast_merge.gather_tables).get_concrete_function(
-      tables, ranges, indices).graph
-  gathers = [op for op in graph.get_operations() if op.type == 'GatherV2']
-  assert len(gathers) == (1 if ranges[1][1] == 3 else 3)
+  lookups = []
+
+  def lookup(table):
+    lookups.append(table)
+    return tf.gather(table, indices, batch_dims=1)
+
+  eager = fast_merge.lookup_tables(tables, ranges, lookup)
+  # Packed: one lookup; too wide (3 + 13 + 13 bits): one per table.
+  assert len(lookups) == (1 if ranges[1][1] == 3 else 3)
+  compiled = tf.function(
+      lambda *tables: fast_merge.lookup_tables(tables, ranges, lookup),
+      jit_compile=True)(*tables)
   for got, xla, want in zip(eager, compiled, expected):
     assert got.dtype == tf.int32
     np.testing.assert_array_equal(got, want)
     np.testing.assert_array_equal(xla, want)
+  with pytest.raises(ValueError, match='2\\*\\*24'):
+    fast_merge.lookup_tables(tables, [(0, 2 ** 25)] * 3, lookup)
 
 
 def test_distinct_candidates_put_every_corners_best_first():

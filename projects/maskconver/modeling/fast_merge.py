@@ -97,35 +97,42 @@ def slot_sums(values: tf.Tensor, slots: tf.Tensor, num_slots: int
 _FLOAT_INTEGER_BITS = 24
 
 
-def gather_tables(tables: Sequence[tf.Tensor],
+def lookup_tables(tables: Sequence[tf.Tensor],
                   ranges: Sequence[Tuple[int, int]],
-                  indices: tf.Tensor) -> Tuple[tf.Tensor, ...]:
-  """Looks up several per-detection tables at the same (big) index map.
+                  lookup: Callable[[tf.Tensor], tf.Tensor]
+                  ) -> Tuple[tf.Tensor, ...]:
+  """Looks up several per-detection tables with one (big) lookup.
 
-  Output maps cost one gather per pixel each, and TFLite gathers element by
-  element (~1.8 ms per 640 x 640 int32 map on an AMD EPYC core). When the
+  Output maps cost a per-pixel lookup each (a TFLite GATHER copies element
+  by element: ~1.8 ms per 640 x 640 map on an AMD EPYC core). When the
   tables' values fit together in 24 bits, they are packed into one float32
-  table (bit fields, the first table highest), gathered once, and unpacked
+  table (bit fields, the first table highest), looked up once, and unpacked
   with exact float arithmetic (products with powers of two, floor,
-  differences of integers below 2**24), which XNNPACK runs: 3 maps at 640 x
-  640 in ~2 ms instead of ~5.
+  differences of integers below 2**24), which XNNPACK runs.
 
   Args:
     tables: int32 [batch, M] each.
     ranges: per table, Python ints (low, high): its values lie in
       [low, high).
-    indices: int32 [batch, ...] in [0, M).
+    lookup: float32 [batch, M] -> float32 [batch, ...], each output the
+      value of some index of the table, exact for integers below 2**24 (a
+      gather, or `fast_merge`'s paint).
 
   Returns:
-    int32 [batch, ...] per table: table[b, indices[b, ...]].
+    int32 [batch, ...] per table, as lookup(table) would give.
   """
   bits = [max(1, int(np.ceil(np.log2(high - low)))) for low, high in ranges]
+  if max(max(abs(low), abs(high)) for low, high in ranges) > (
+      2 ** _FLOAT_INTEGER_BITS):
+    raise ValueError(f'table values must lie within +-2**24, got {ranges}')
   if sum(bits) > _FLOAT_INTEGER_BITS:
-    return tuple(tf.gather(table, indices, batch_dims=1) for table in tables)
+    # Too wide to pack: one lookup per table.
+    return tuple(tf.cast(lookup(tf.cast(table, tf.float32)), tf.int32)
+                 for table in tables)
   packed = tf.zeros_like(tables[0], tf.float32)
   for table, (low, _), field in zip(tables, ranges, bits):
     packed = packed * float(2 ** field) + tf.cast(table - low, tf.float32)
-  value = tf.gather(packed, indices, batch_dims=1)
+  value = lookup(packed)
   fields = []
   for field in reversed(bits[1:]):
     high = tf.floor(value * (1.0 / 2 ** field))
@@ -278,7 +285,7 @@ def _pairwise(reduce: Callable[[tf.Tensor, tf.Tensor], tf.Tensor],
   return reduce(reduce(views[0], views[1]), reduce(views[2], views[3]))
 
 
-def fast_merge_labels(
+def fast_merge(
     mask_logits: tf.Tensor, scores: tf.Tensor, valid: tf.Tensor,
     factor: int, mask_threshold: float,
     activation: Callable[[tf.Tensor], tf.Tensor],
@@ -296,9 +303,10 @@ def fast_merge_labels(
     refine_share: the share of cells that may be refined, in (0, 1].
 
   Returns:
-    (int32 [batch, f * h, f * w] winning detection of each output pixel, N
-       where the pixel is void (no valid winner, or a winner below
-       mask_threshold),
+    (paint: float32 [batch, N + 1] values -> float32 [batch, f * h, f * w],
+       each output pixel's value of its winning detection, index N where
+       the pixel is void (no valid winner, or a winner below
+       mask_threshold); exact for integers below 2**24,
      float32 [batch, N] output pixels each detection wins,
      float32 [batch, N] output pixels of each detection's mask).
   """
@@ -351,7 +359,6 @@ def fast_merge_labels(
   same_winner = same_first & same_label
   lowest_first = tf.unstack(lowest, axis=1)[3]
   highest_first, highest_second = tf.unstack(highest, axis=1)[3:]
-  corner_label = _corner_views(tf.cast(label, tf.float32))
   winner_fixed = same_winner & ((lowest_first > highest_second) |
                                 (highest_first <= 0.0))
   # 2: the painted label may change inside the cell; 1: only the runner-up's
@@ -427,24 +434,19 @@ def fast_merge_labels(
   # N - (N - winner) on the foreground, N on void.
   refined_label = tf.cast(
       float(num_masks) - (best_key - 2.0 * lowest) * lowest, tf.int32)
-  # Every cell's nearest-neighbour labels, [batch, cells, f * f], and the
-  # refined cells' among them.
-  nearest_all = tf.reshape(tf.matmul(
-      tf.reshape(tf.stack(corner_label, axis=-1), [-1, 4]),
-      tf.constant(nearest)), [-1, cells, subpixels])
-  nearest_label = tf.gather(nearest_all, refined, batch_dims=1)
-
-  # Exact counts on the refined cells replace the nearest-neighbour ones.
+  # Exact counts on the refined cells replace the nearest-neighbour ones
+  # (the pixels nearest each corner inside the image carry its label).
   inside = tf.gather(
       tf.constant(_inside(height, width, factor, offset)), refined)
-  won_area += (slot_sums(inside, refined_label, num_masks) -
-               slot_sums(inside, tf.cast(nearest_label, tf.int32), num_masks))
-  # A candidate's mask pixels in the cell: exact, minus the nearest-neighbour
-  # count (the pixels nearest each corner inside the image, where the
-  # corner's own probability decides).
   nearest_inside = tf.reshape(
       tf.matmul(tf.reshape(inside, [-1, subpixels]), tf.constant(nearest.T)),
       [-1, budget, 4])
+  corner_label = tf.gather(tf.reshape(label, [-1, pixels]), corner_pixel,
+                           batch_dims=1)
+  won_area += (slot_sums(inside, refined_label, num_masks) -
+               slot_sums(nearest_inside, corner_label, num_masks))
+  # A candidate's mask pixels in the cell: exact, minus the nearest-neighbour
+  # count (where the corner's own probability decides).
   corner_foreground = tf.reshape(
       tf.cast(activation(corner_logits) >= mask_threshold, tf.float32),
       [-1, budget, num_candidates, 4])
@@ -455,22 +457,57 @@ def fast_merge_labels(
                     axis=3))
   mask_area += slot_sums(mask_change * first_of_slot, candidates, num_masks)
 
-  # Paint: nearest labels everywhere, plus the refined cells' differences.
   batch = tf.shape(refined)[0]
   flat_cells = tf.reshape(
       refined + tf.range(batch)[:, None] * cells, [-1, 1])
-  difference = tf.scatter_nd(
-      flat_cells,
-      tf.reshape(tf.cast(refined_label, tf.float32) - nearest_label,
-                 [-1, subpixels]),
-      tf.stack([batch * cells, subpixels]))
-  cell_labels = tf.reshape(
-      tf.reshape(nearest_all, [-1, subpixels]) + difference,
-                           [-1, height + 1, width + 1, subpixels])
-  # Sliced as rows of a 3-D map: TFLite copies a 4-D slice with one channel
-  # element by element (15x slower).
-  image = tf.reshape(tf.nn.depth_to_space(cell_labels, factor),
-                     [-1, factor * (height + 1), factor * (width + 1)])
-  image = tf.slice(image, [0, offset, offset],
-                   [-1, factor * height, factor * width])
-  return tf.cast(image, tf.int32), won_area, mask_area
+
+  def paint(values: tf.Tensor) -> tf.Tensor:
+    """float32 [batch, N + 1] per-label values -> [batch, f * h, f * w].
+
+    Nearest-neighbour upsampling of the mask-resolution values (a product
+    with ones and depth_to_space, which XNNPACK runs), plus on the refined
+    cells the difference to their exact labels' values. No matmul touches
+    the values: integers below 2**24 paint exactly on any device.
+    """
+    image = tf.reshape(tf.nn.depth_to_space(
+        tf.expand_dims(tf.gather(values, label, batch_dims=1), -1) *
+        tf.ones([subpixels]), factor), [-1, factor * height, factor * width])
+    # [batch, B, f * f] the refined pixels' nearest-neighbour values.
+    nearest_values = tf.reduce_sum(
+        tf.expand_dims(tf.gather(values, corner_label, batch_dims=1), -1) *
+        tf.constant(nearest), axis=2)
+    difference = tf.scatter_nd(
+        flat_cells,
+        tf.reshape(tf.gather(values, refined_label, batch_dims=1) -
+                   nearest_values, [-1, subpixels]),
+        tf.stack([batch * cells, subpixels]))
+    # Sliced as rows of a 3-D map: TFLite copies a 4-D slice with one channel
+    # element by element (15x slower).
+    difference = tf.reshape(
+        tf.nn.depth_to_space(
+            tf.reshape(difference, [-1, height + 1, width + 1, subpixels]),
+            factor),
+        [-1, factor * (height + 1), factor * (width + 1)])
+    return image + tf.slice(difference, [0, offset, offset],
+                            [-1, factor * height, factor * width])
+
+  return paint, won_area, mask_area
+
+
+def fast_merge_labels(
+    mask_logits: tf.Tensor, scores: tf.Tensor, valid: tf.Tensor,
+    factor: int, mask_threshold: float,
+    activation: Callable[[tf.Tensor], tf.Tensor],
+    refine_share: float) -> Tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+  """`fast_merge` with the winners painted: int32 [batch, f * h, f * w].
+
+  Each output pixel's winning detection, N where it is void; then the won
+  and mask areas, as `fast_merge` returns them.
+  """
+  paint, won_area, mask_area = fast_merge(
+      mask_logits, scores, valid, factor, mask_threshold, activation,
+      refine_share)
+  num_masks = mask_logits.shape[-1]
+  identity = tf.zeros_like(scores[:, :1]) + tf.range(num_masks + 1,
+                                                     dtype=tf.float32)
+  return tf.cast(paint(identity), tf.int32), won_area, mask_area

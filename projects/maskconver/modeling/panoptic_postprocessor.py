@@ -280,7 +280,7 @@ class PanopticPostprocessor(tf_keras.layers.Layer):
       The outputs of `call` at factor * (mask_height, mask_width), with
       segments indexed by 0 .. N - 1.
     """
-    winners, won_area, mask_area = fast_merge.fast_merge_labels(
+    paint, won_area, mask_area = fast_merge.fast_merge(
         mask_logits, scores, valid, factor, self.mask_threshold,
         self._activation, self.fast_refine_share)
     segments = self._segments(won_area, mask_area, classes, scores, valid)
@@ -292,12 +292,12 @@ class PanopticPostprocessor(tf_keras.layers.Layer):
       return tf.pad(tf.where(kept, values, void_value), [[0, 0], [0, 1]],
                     constant_values=void_value)
 
-    # Looked up together (fast_merge.gather_tables).
-    category_mask, instance_mask, segment_map = fast_merge.gather_tables(
+    # Painted together (fast_merge.lookup_tables).
+    category_mask, instance_mask, segment_map = fast_merge.lookup_tables(
         [table(classes, keys.VOID_CLASS), table(segments['instance_ids'], 0),
          table(segments['representative'] + 1, 0)],
         [(min(keys.VOID_CLASS, 0), self.num_classes), (0, num_masks + 1),
-         (0, num_masks + 1)], winners)
+         (0, num_masks + 1)], paint)
     return self._outputs(category_mask, instance_mask, segment_map, classes,
                          scores, segments)
 
