@@ -343,8 +343,12 @@ def fast_merge(
     second_label = tf.zeros_like(label)
   won_area = float(subpixels) * slot_sums(tf.ones_like(first_rank), label,
                                           num_masks)
-  mask_area = float(subpixels) * tf.reduce_sum(
-      tf.cast(probs >= mask_threshold, tf.float32), axis=[1, 2])
+  # Mask pixels: probability >= threshold, i.e. ceil(relu(threshold - p))
+  # is 0 (exact: the difference has the sign of the comparison), counted as
+  # a spatial mean (XNNPACK runs all three; TFLite's own comparison, cast
+  # and sum took 2.5x longer) and rounded back to the integer count.
+  mask_area = float(subpixels) * tf.round(float(pixels) * tf.reduce_mean(
+      1.0 - tf.math.ceil(tf.nn.relu(mask_threshold - probs)), axis=[1, 2]))
 
   # Uniform cells (module doc), on float maps (XNNPACK slices them), the five
   # maps stacked on axis 1 so that each step is one op for all of them; the
