@@ -350,19 +350,20 @@ def fast_merge(
   mask_area = float(subpixels) * tf.round(float(pixels) * tf.reduce_mean(
       1.0 - tf.math.ceil(tf.nn.relu(mask_threshold - probs)), axis=[1, 2]))
 
-  # Uniform cells (module doc), on float maps (XNNPACK slices them), the five
-  # maps stacked on axis 1 so that each step is one op for all of them; the
-  # corners agree where their lowest value is their highest.
-  views = _corner_views(tf.stack(
+  # Uniform cells (module doc), on float maps (XNNPACK slices them). The
+  # three label maps are stacked on axis 1, so that each step is one op for
+  # all of them; their corners agree where the lowest is the highest. (Not
+  # the ranks too: the int8 converter quantizes an UNPACK of float maps.)
+  labels = _corner_views(tf.stack(
       [tf.cast(first, tf.float32), tf.cast(label, tf.float32),
-       tf.cast(second_label, tf.float32), first_rank, second_rank], axis=1))
-  lowest = _pairwise(tf.minimum, views)
-  highest = _pairwise(tf.maximum, views)
-  same_first, same_label, same_second, _, _ = tf.unstack(
-      tf.equal(lowest, highest), axis=1)
+       tf.cast(second_label, tf.float32)], axis=1))
+  same_first, same_label, same_second = tf.unstack(tf.equal(
+      _pairwise(tf.minimum, labels), _pairwise(tf.maximum, labels)), axis=1)
   same_winner = same_first & same_label
-  lowest_first = tf.unstack(lowest, axis=1)[3]
-  highest_first, highest_second = tf.unstack(highest, axis=1)[3:]
+  corner_rank1 = _corner_views(first_rank)
+  lowest_first = _pairwise(tf.minimum, corner_rank1)
+  highest_first = _pairwise(tf.maximum, corner_rank1)
+  highest_second = _pairwise(tf.maximum, _corner_views(second_rank))
   winner_fixed = same_winner & ((lowest_first > highest_second) |
                                 (highest_first <= 0.0))
   # 2: the painted label may change inside the cell; 1: only the runner-up's
