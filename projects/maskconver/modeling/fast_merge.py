@@ -34,21 +34,25 @@ results differ from the exact merge only where the exact winner is none of a
 refined pixel's candidates; where the contour of a mask that is no
 candidate of a cell (ranked third or lower at its corners, or a runner-up
 beyond the 5 distinct candidates) changes its area (nearest-neighbour
-estimate there); by float32 rounding (the refinement interpolates with a matmul, and
-foreground is tested as rank >= threshold * score at mask resolution, where
-the won area may then count a pixel that the mask area, tested on the
-probability, does not; refined pixels test the probability, as the exact
-merge does); by matmul rounding where
-matmuls round their inputs (TPUs at default precision, GPUs with TF32: the
-ranks, the interpolation and the first-copy flags of more than 255 masks
-pass through matmuls); and for
+estimate there); by float32 rounding (the refinement interpolates with a
+matmul, and foreground is tested as rank >= threshold * score at mask
+resolution, where the won area may then count a pixel that the mask area,
+tested on the probability, does not; refined pixels test the probability,
+as the exact merge does); by matmul rounding where matmuls round their
+inputs (TPUs at default precision, GPUs with TF32: the interpolation, and
+the first-copy flags of more than 255 masks, pass through matmuls); and for
 detections of score exactly 0, which the exact merge may paint where every
 rank is 0 and this one treats as no detection.
 
+Output maps: `fast_merge` returns a painter of per-detection values
+(nearest-neighbour blocks of the mask-resolution values plus the refined
+cells' differences; no matmul touches the values), and `lookup_tables`
+paints the class, instance and segment maps as one packed float32 value.
+
 Costs: O(mask pixels * N) for the ranking, O(refined cells * 5 * f * f) for
-the refinement, and one gather per output pixel for the three output maps
-(`gather_tables`); the big per-pixel tensors are float32, which TFLite's
-XNNPACK delegate runs.
+the refinement, and a few float32 passes per output pixel for the painting
+and unpacking, which TFLite's XNNPACK delegate runs (its per-pixel GATHER
+copies element by element).
 """
 
 from typing import Callable, Sequence, Tuple
@@ -289,8 +293,9 @@ def fast_merge(
     mask_logits: tf.Tensor, scores: tf.Tensor, valid: tf.Tensor,
     factor: int, mask_threshold: float,
     activation: Callable[[tf.Tensor], tf.Tensor],
-    refine_share: float) -> Tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-  """Per output pixel its detection (or void), and the areas (module doc).
+    refine_share: float
+) -> Tuple[Callable[[tf.Tensor], tf.Tensor], tf.Tensor, tf.Tensor]:
+  """A painter of per-detection values at the output size, and the areas.
 
   Args:
     mask_logits: float32 [batch, h, w, N], static h, w, N.
