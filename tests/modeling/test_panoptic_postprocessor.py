@@ -590,3 +590,20 @@ def test_distinct_candidates_put_every_corners_best_first():
                              jit_compile=True)(candidates, 10, 4)
   np.testing.assert_array_equal(slots, [[[3, 5, 1, 2], [4, 9, 4, 4]]])
   np.testing.assert_array_equal(first, [[[1, 1, 1, 1], [1, 1, 0, 0]]])
+
+
+def test_fast_merge_paints_void_where_logits_are_nan():
+  # A diverged checkpoint: NaN logits must give maps in range, not indices
+  # out of range (a crash in TFLite and TensorFlow gathers).
+  logits, classes, scores = _random_detections(np.random.default_rng(8),
+                                                batch=1, size=6, k=5)
+  logits[0, 2:4, 1:5, :] = np.nan
+  outputs = _layer(merge_method='fast', fast_refine_share=1.0)(
+      {keys.MASK_LOGITS: logits, keys.DETECTED_CLASSES: classes,
+       keys.DETECTED_SCORES: scores}, (24, 24))
+  segment_map = outputs[keys.PANOPTIC_SEGMENT_MAP].numpy()
+  assert 0 <= segment_map.min() and segment_map.max() <= 5
+  category = outputs[keys.CATEGORY_MASK].numpy()
+  assert keys.VOID_CLASS <= category.min() and category.max() < _NUM_CLASSES
+  instances = outputs[keys.INSTANCE_MASK].numpy()
+  assert 0 <= instances.min() and instances.max() <= 5
