@@ -359,11 +359,12 @@ def fast_merge(
   # three label maps are stacked on axis 1, so that each step is one op for
   # all of them; their corners agree where the lowest is the highest. (Not
   # the ranks too: the int8 converter quantizes an UNPACK of float maps.)
-  labels = _corner_views(tf.stack(
+  label_views = _corner_views(tf.stack(
       [tf.cast(first, tf.float32), tf.cast(label, tf.float32),
        tf.cast(second_label, tf.float32)], axis=1))
   same_first, same_label, same_second = tf.unstack(tf.equal(
-      _pairwise(tf.minimum, labels), _pairwise(tf.maximum, labels)), axis=1)
+      _pairwise(tf.minimum, label_views), _pairwise(tf.maximum, label_views)),
+      axis=1)
   same_winner = same_first & same_label
   corner_rank1 = _corner_views(first_rank)
   lowest_first = _pairwise(tf.minimum, corner_rank1)
@@ -436,10 +437,9 @@ def fast_merge(
   key = is_best * (
       2.0 * (float(num_masks) - tf.cast(slots, tf.float32)) +
       candidate_foreground * tf.cast(slot_scores > 0.0, tf.float32))
+  # Keys are finite: where NaN logits (a diverged checkpoint) leave no best
+  # candidate, every key is 0 and the pixel is void, never out of range.
   best_key = tf.reduce_max(key, axis=2)
-  # NaN logits (a diverged checkpoint) paint void instead of indexing out of
-  # range below (keys of a winner are >= 2).
-  best_key = tf.where(best_key >= 2.0, best_key, 0.0)
   lowest = tf.floor(best_key * 0.5)  # N - winner
   # N - (N - winner) on the foreground, N on void.
   refined_label = tf.cast(
