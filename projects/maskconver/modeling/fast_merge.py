@@ -266,6 +266,22 @@ def _distinct_candidates(candidates: tf.Tensor, num_masks: int, count: int
   return tf.cast(chosen_slot, tf.int32), chosen_first
 
 
+def _corner_pixels(height: int, width: int) -> np.ndarray:
+  """int32 [cells, 4]: the mask pixel (row * width + column) of each corner.
+
+  Cell (r, c) has corners at mask rows r - 1, r and columns c - 1, c,
+  clamped to the mask as the resize clamps.
+  """
+  rows = np.arange(height + 1)[:, None, None]
+  cols = np.arange(width + 1)[None, :, None]
+  corner_rows = np.clip(rows + np.array([dy - 1 for dy, _ in _CORNERS]), 0,
+                        height - 1)
+  corner_cols = np.clip(cols + np.array([dx - 1 for _, dx in _CORNERS]), 0,
+                        width - 1)
+  return (corner_rows * width + corner_cols).reshape(
+      (height + 1) * (width + 1), 4).astype(np.int32)
+
+
 def _corner_views(values: tf.Tensor) -> Tuple[tf.Tensor, ...]:
   """[batch, ..., h, w] -> the 4 corners of each cell, 4 x [..., h+1, w+1].
 
@@ -293,19 +309,22 @@ def fast_merge(
     mask_logits: tf.Tensor, scores: tf.Tensor, valid: tf.Tensor,
     factor: int, mask_threshold: float,
     activation: Callable[[tf.Tensor], tf.Tensor],
-    refine_share: float
+    refine_share: float, activation_scale: float = 1.0
 ) -> Tuple[Callable[[tf.Tensor], tf.Tensor], tf.Tensor, tf.Tensor]:
   """A painter of per-detection values at the output size, and the areas.
 
   Args:
     mask_logits: float32 [batch, h, w, N], static h, w, N.
-    scores: float32 [batch, N], detection scores.
+    scores: float32 [batch, N], detection scores, in [0, 1].
     valid: bool [batch, N], detections that may win pixels.
     factor: the integer upsampling factor f >= 2 to the output size.
     mask_threshold: probability from which a pixel belongs to a mask.
-    activation: float32 logits -> float32 probabilities of the same shape,
-      monotone (score_activation).
+    activation: float32 logits -> float32 probabilities (divided by
+      `activation_scale`) of the same shape, monotone (score_activation).
     refine_share: the share of cells that may be refined, in (0, 1].
+    activation_scale: probabilities are activation(logits) times this
+      (score_activation.unscaled): folded into the scores and the threshold
+      rather than multiplied into every mask pixel.
 
   Returns:
     (paint: float32 [batch, N + 1] values -> float32 [batch, f * h, f * w],
@@ -321,17 +340,20 @@ def fast_merge(
   subpixels = factor * factor
   # A zero score ranks like no detection (module doc).
   valid &= scores > 0.0
-  probs = activation(mask_logits)
   ranking_scores = tf.where(valid, scores, 0.0)
-  ranking = probs * tf.reshape(ranking_scores, [-1, 1, 1, num_masks])
+  ranking = activation(mask_logits) * tf.reshape(
+      ranking_scores * activation_scale, [-1, 1, 1, num_masks])
   best = tf.math.top_k(ranking, k=min(CANDIDATES_PER_CORNER, num_masks))
+  # Foreground: rank >= threshold * score, i.e. probability >= threshold;
+  # never for an invalid detection.
+  rank_thresholds = tf.where(valid, mask_threshold * ranking_scores, np.inf)
+  # The threshold on activation(logits).
+  threshold = mask_threshold / activation_scale
 
   def labels(index, rank):
-    # Foreground: rank >= threshold * score, i.e. probability >= threshold.
-    score = tf.gather(ranking_scores, index, batch_dims=1)
-    foreground = (tf.gather(valid, index, batch_dims=1) &
-                  (rank >= mask_threshold * score))
-    return tf.where(foreground, index, num_masks)
+    return tf.where(
+        rank >= tf.gather(rank_thresholds, index, batch_dims=1), index,
+        num_masks)
 
   # Not sliced: TFLite's strided slices of a last axis copy element-wise
   # (4x slower than an unstack, 9x slower than the matmuls of _columns; so are
@@ -348,12 +370,17 @@ def fast_merge(
     second_label = tf.zeros_like(label)
   won_area = float(subpixels) * slot_sums(tf.ones_like(first_rank), label,
                                           num_masks)
-  # Mask pixels: probability >= threshold, i.e. ceil(relu(threshold - p))
-  # is 0 (exact: the difference has the sign of the comparison), counted as
-  # a spatial mean (XNNPACK runs all three; TFLite's own comparison, cast
-  # and sum took 2.5x longer) and rounded back to the integer count.
-  mask_area = float(subpixels) * tf.round(float(pixels) * tf.reduce_mean(
-      1.0 - tf.math.ceil(tf.nn.relu(mask_threshold - probs)), axis=[1, 2]))
+  # Mask pixels: rank >= threshold * score, i.e. probability >= threshold
+  # (where the score is positive; invalid detections are never kept):
+  # the others have ceil(relu(threshold * score - rank)) = 1 (exact: the
+  # difference has the sign of the comparison and lies below 1 for scores
+  # in [0, 1]). Counted as a spatial mean (XNNPACK runs all three; TFLite's
+  # own comparison, cast and sum took 2.5x longer), rounded back to an
+  # integer count.
+  mask_area = float(subpixels) * (float(pixels) - tf.round(
+      float(pixels) * tf.reduce_mean(tf.math.ceil(tf.nn.relu(
+          tf.reshape(mask_threshold * ranking_scores,
+                     [-1, 1, 1, num_masks]) - ranking)), axis=[1, 2])))
 
   # Uniform cells (module doc), on float maps (XNNPACK slices them). The
   # three label maps are stacked on axis 1, so that each step is one op for
@@ -383,22 +410,14 @@ def fast_merge(
   # (The epsilon keeps float rounding, e.g. 0.07 * 100, from adding a cell.)
   budget = max(1, min(cells, int(np.ceil(refine_share * cells - 1e-9))))
   refined = tf.math.top_k(boundary, k=budget).indices
-  cell_row = refined // (width + 1)
-  cell_col = refined % (width + 1)
-  row_offsets = tf.constant([dy - 1 for dy, _ in _CORNERS])
-  col_offsets = tf.constant([dx - 1 for _, dx in _CORNERS])
-  # [batch, B, 4] mask pixel of each corner (clamped as the resize does).
-  corner_pixel = (
-      tf.clip_by_value(tf.expand_dims(cell_row, -1) + row_offsets, 0,
-                       height - 1) * width +
-      tf.clip_by_value(tf.expand_dims(cell_col, -1) + col_offsets, 0,
-                       width - 1))
+  # [batch, B, 4] mask pixel of each corner, from a table (TFLite's integer
+  # arithmetic is slower than one gather of rows).
+  corner_pixel = tf.gather(tf.constant(_corner_pixels(height, width)),
+                           refined)
   per_corner = best.indices.shape[-1]
-  ranked = tf.reshape(best.indices, [-1, pixels * per_corner])
-  candidates = tf.gather(
-      ranked, tf.reshape(tf.expand_dims(corner_pixel, -1) * per_corner +
-                         tf.range(per_corner), [-1, budget, 4 * per_corner]),
-      batch_dims=1)
+  candidates = tf.reshape(tf.gather(
+      tf.reshape(best.indices, [-1, pixels, per_corner]), corner_pixel,
+      batch_dims=1), [-1, budget, 4 * per_corner])
   num_candidates = min(REFINE_CANDIDATES, 4 * per_corner)
   candidates, first_of_slot = _distinct_candidates(candidates, num_masks,
                                                    num_candidates)
@@ -408,11 +427,16 @@ def fast_merge(
   # (once more with the reshape folded in).
   flat_logits = tf.reshape(tf.maximum(mask_logits, -3.0e38),
                            [-1, pixels * num_masks])
-  corner_logits = tf.reshape(tf.gather(
-      flat_logits,
-      tf.expand_dims(corner_pixel, 2) * num_masks +
-      tf.expand_dims(candidates, -1),
-      batch_dims=1), [-1, 4])
+  if pixels * num_masks <= 2 ** _FLOAT_INTEGER_BITS:
+    # In float arithmetic, which XNNPACK runs (exact below 2**24).
+    logit_index = tf.cast(
+        tf.expand_dims(tf.cast(corner_pixel * num_masks, tf.float32), 2) +
+        tf.expand_dims(tf.cast(candidates, tf.float32), -1), tf.int32)
+  else:
+    logit_index = (tf.expand_dims(corner_pixel, 2) * num_masks +
+                   tf.expand_dims(candidates, -1))
+  corner_logits = tf.reshape(
+      tf.gather(flat_logits, logit_index, batch_dims=1), [-1, 4])
   offset, weights, nearest = _subpixel_constants(factor)
   # [batch, B, C, f * f] interpolated bilinearly (as tf.image.resize does, up
   # to float32 rounding).
@@ -421,9 +445,8 @@ def fast_merge(
       [-1, budget, num_candidates, subpixels]))
   slots = tf.expand_dims(candidates, -1)
   slot_scores = tf.gather(ranking_scores, slots, batch_dims=1)
-  candidate_ranking = candidate_probs * slot_scores
-  candidate_foreground = tf.cast(candidate_probs >= mask_threshold,
-                                 tf.float32)
+  candidate_ranking = candidate_probs * (slot_scores * activation_scale)
+  candidate_foreground = tf.cast(candidate_probs >= threshold, tf.float32)
   # The winner and its foreground state in float arithmetic, which XNNPACK
   # runs (TFLite's own SELECT / REDUCE_MIN took 3x longer than its
   # multiplications and REDUCE_MAX). (Not is_best = 1 - ceil(best - rank):
@@ -436,7 +459,7 @@ def fast_merge(
   # and a positive score (an invalid detection ranks 0 and is no winner).
   key = is_best * (
       2.0 * (float(num_masks) - tf.cast(slots, tf.float32)) +
-      candidate_foreground * tf.cast(slot_scores > 0.0, tf.float32))
+      candidate_foreground * tf.minimum(tf.math.ceil(slot_scores), 1.0))
   # Keys are finite: where NaN logits (a diverged checkpoint) leave no best
   # candidate, every key is 0 and the pixel is void, never out of range.
   best_key = tf.reduce_max(key, axis=2)
@@ -458,7 +481,7 @@ def fast_merge(
   # A candidate's mask pixels in the cell: exact, minus the nearest-neighbour
   # count (where the corner's own probability decides).
   corner_foreground = tf.reshape(
-      tf.cast(activation(corner_logits) >= mask_threshold, tf.float32),
+      tf.cast(activation(corner_logits) >= threshold, tf.float32),
       [-1, budget, num_candidates, 4])
   mask_change = (
       tf.reduce_sum(candidate_foreground * tf.expand_dims(inside, 2),
@@ -475,17 +498,25 @@ def fast_merge(
     """float32 [batch, N + 1] per-label values -> [batch, f * h, f * w].
 
     Nearest-neighbour upsampling of the mask-resolution values (a product
-    with ones and depth_to_space, which XNNPACK runs), plus on the refined
-    cells the difference to their exact labels' values. No matmul touches
-    the values: integers below 2**24 paint exactly on any device.
+    with ones broadcast to f x f blocks, which XNNPACK runs), plus on the
+    refined cells the difference to their exact labels' values. No matmul
+    touches the values: integers below 2**24 paint exactly on any device.
     """
-    image = tf.reshape(tf.nn.depth_to_space(
-        tf.expand_dims(tf.gather(values, label, batch_dims=1), -1) *
-        tf.ones([subpixels]), factor), [-1, factor * height, factor * width])
+    image = tf.reshape(
+        tf.reshape(tf.gather(values, label, batch_dims=1),
+                   [-1, height, 1, width, 1]) * tf.ones([factor, 1, factor]),
+        [-1, factor * height, factor * width])
     # [batch, B, f * f] the refined pixels' nearest-neighbour values.
-    nearest_values = tf.reduce_sum(
-        tf.expand_dims(tf.gather(values, corner_label, batch_dims=1), -1) *
-        tf.constant(nearest), axis=2)
+    corner_values = tf.gather(values, corner_label, batch_dims=1)
+    if factor % 2:
+      nearest_values = tf.reduce_sum(
+          tf.expand_dims(corner_values, -1) * tf.constant(nearest), axis=2)
+    else:
+      # Each corner is nearest to an f/2 x f/2 quarter of the cell.
+      half = factor // 2
+      nearest_values = tf.reshape(
+          tf.reshape(corner_values, [-1, budget, 2, 1, 2, 1]) *
+          tf.ones([half, 1, half]), [-1, budget, subpixels])
     difference = tf.scatter_nd(
         flat_cells,
         tf.reshape(tf.gather(values, refined_label, batch_dims=1) -
@@ -508,7 +539,8 @@ def fast_merge_labels(
     mask_logits: tf.Tensor, scores: tf.Tensor, valid: tf.Tensor,
     factor: int, mask_threshold: float,
     activation: Callable[[tf.Tensor], tf.Tensor],
-    refine_share: float) -> Tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    refine_share: float, activation_scale: float = 1.0
+) -> Tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
   """`fast_merge` with the winners painted: int32 [batch, f * h, f * w].
 
   Each output pixel's winning detection, N where it is void; then the won
@@ -516,7 +548,7 @@ def fast_merge_labels(
   """
   paint, won_area, mask_area = fast_merge(
       mask_logits, scores, valid, factor, mask_threshold, activation,
-      refine_share)
+      refine_share, activation_scale)
   num_masks = mask_logits.shape[-1]
   identity = tf.zeros_like(scores[:, :1]) + tf.range(num_masks + 1,
                                                      dtype=tf.float32)

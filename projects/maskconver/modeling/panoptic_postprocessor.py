@@ -280,9 +280,10 @@ class PanopticPostprocessor(tf_keras.layers.Layer):
       The outputs of `call` at factor * (mask_height, mask_width), with
       segments indexed by 0 .. N - 1.
     """
+    activation, scale = score_activation.unscaled(self.mask_activation)
     paint, won_area, mask_area = fast_merge.fast_merge(
-        mask_logits, scores, valid, factor, self.mask_threshold,
-        self._activation, self.fast_refine_share)
+        mask_logits, scores, valid, factor, self.mask_threshold, activation,
+        self.fast_refine_share, activation_scale=scale)
     segments = self._segments(won_area, mask_area, classes, scores, valid)
     kept = segments['kept']
     num_masks = mask_logits.shape[-1]
