@@ -208,15 +208,16 @@ def _columns(values: tf.Tensor) -> Tuple[tf.Tensor, ...]:
       for column in range(size))
 
 
-def _first_copy_matrix(size: int) -> np.ndarray:
-  """float32 [size, size]: (x @ it)[i] = x[i] - x[i - 1], and x[0] for i = 0."""
-  return (np.eye(size, dtype=np.float32) -
-          np.eye(size, k=1, dtype=np.float32))
-
-
 def _distinct_candidates(candidates: tf.Tensor, num_masks: int, count: int
                          ) -> Tuple[tf.Tensor, tf.Tensor]:
   """The first `count` distinct corner candidates of each cell, by priority.
+
+  Without sorting (two top_k over ~1000 rows of 8 took longer in TFLite):
+  pairwise differences flag first copies, their count before each position
+  numbers them, and one-hot products move the first `count` to their
+  slots; every step is a matmul with a 0 / +-1 matrix or elementwise
+  arithmetic on integers (exact, also where matmuls round their inputs to
+  bfloat16, TPUs, as long as N <= 256).
 
   Args:
     candidates: int32 [batch, B, 4 * k], the k best detections of each
@@ -227,43 +228,52 @@ def _distinct_candidates(candidates: tf.Tensor, num_masks: int, count: int
   Returns:
     (int32 [batch, B, count] detections: every corner's best, then the
        second best of each corner, ..., each once; when a cell has fewer
-       distinct ones, repeats fill the rest,
+       distinct ones, its first corner's best fills the rest,
      float32 [batch, B, count] 1 for a detection's first copy, 0 for the
-       repeats).
+       fillers).
   """
+  del num_masks
   size = candidates.shape[-1]
+  cells = candidates.shape[1]
   per_corner = size // 4
   # Priority of position (corner, rank): rank-major, so that every corner's
   # best comes before any runner-up.
-  priority = np.array([rank * 4 + corner for corner in range(4)
-                       for rank in range(per_corner)], np.float32)
-  # Sorting detection * size + priority puts a detection's copies side by
-  # side, its most important first. Float keys: exact below 2**24.
-  ordered = -tf.math.top_k(
-      -(tf.cast(candidates, tf.float32) * float(size) + priority),
-      k=size).values
-  slot = tf.floor(ordered * (1.0 / size))
-  rank = ordered - float(size) * slot
-  # 1 where the detection differs from the previous one; as a matmul with a
-  # difference matrix, since the slices slot[..., 1:] and [..., :-1] would
-  # copy element-wise in TFLite.
-  first = tf.cast(tf.not_equal(tf.reshape(tf.matmul(
-      tf.reshape(slot + 1.0, [-1, size]),
-      tf.constant(_first_copy_matrix(size))), tf.shape(slot)), 0.0),
-                  tf.float32)
-  # One float key per position, decreasing in importance: first copies
-  # (above `top`) by priority, then repeats; ties to the lower detection.
-  span = float(num_masks + 1)
-  top = float(size + 1) * span
-  key = first * top + (float(size) - rank) * span + (num_masks - slot)
-  chosen = tf.math.top_k(key, k=count).values
-  chosen_first = tf.cast(chosen >= top, tf.float32)
-  rest = chosen - chosen_first * top
-  # rest = (size - rank) * span + (N - slot), with 1 <= N - slot < span: the
-  # floor of rest / span cannot round across an integer.
-  chosen_slot = float(num_masks) - (
-      rest - span * tf.floor(rest * (1.0 / span)))
-  return tf.cast(chosen_slot, tf.int32), chosen_first
+  priority = [rank * 4 + corner for corner in range(4)
+              for rank in range(per_corner)]
+  pairs = [(i, j) for j in range(size) for i in range(size)
+           if priority[i] < priority[j]]
+  differences = np.zeros([size, len(pairs)], np.float32)
+  later = np.zeros([len(pairs), size], np.float32)
+  for column, (i, j) in enumerate(pairs):
+    differences[j, column], differences[i, column] = 1.0, -1.0
+    later[column, j] = 1.0
+  earlier = np.array([[float(priority[i] < priority[j]) for j in range(size)]
+                      for i in range(size)], np.float32)
+  # Position j repeated for each slot p (column j * count + p).
+  spread = np.kron(np.eye(size, dtype=np.float32),
+                   np.ones([1, count], np.float32))
+  slot_of = np.tile(np.arange(count, dtype=np.float32), size)
+  gather_slots = np.tile(np.eye(count, dtype=np.float32), [size, 1])
+  first_best = np.zeros([size, count], np.float32)
+  first_best[0] = 1.0
+
+  def times(values, matrix):
+    return tf.matmul(values, tf.constant(matrix))
+
+  def nonzero(values):  # 1 where an integer-valued float is not 0.
+    return tf.minimum(tf.abs(values), 1.0)
+
+  detections = tf.reshape(tf.cast(candidates, tf.float32), [-1, size])
+  first = 1.0 - nonzero(times(1.0 - nonzero(times(detections, differences)),
+                              later))
+  # [rows, size * count]: 1 where position j is the p-th first copy.
+  moves = times(first, spread) * (
+      1.0 - nonzero(times(times(first, earlier), spread) - slot_of))
+  chosen_first = times(moves, gather_slots)
+  chosen = (times(moves * times(detections, spread), gather_slots) +
+            (1.0 - chosen_first) * times(detections, first_best))
+  return (tf.reshape(tf.cast(chosen, tf.int32), [-1, cells, count]),
+          tf.reshape(chosen_first, [-1, cells, count]))
 
 
 def _first_cells(boundary: tf.Tensor, count: int) -> tf.Tensor:
