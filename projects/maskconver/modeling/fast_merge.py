@@ -35,14 +35,15 @@ refined pixel's candidates; where the contour of a mask that is no
 candidate of a cell (ranked third or lower at its corners, or a runner-up
 beyond the 5 distinct candidates) changes its area (nearest-neighbour
 estimate there); by float32 rounding (the refinement interpolates with a
-matmul, and foreground is tested as rank >= threshold * score at mask
-resolution, where the won area may then count a pixel that the mask area,
-tested on the probability, does not; refined pixels test the probability,
-as the exact merge does); by matmul rounding where matmuls round their
-inputs (TPUs at default precision, GPUs with TF32: the interpolation, and
-the first-copy flags of more than 255 masks, pass through matmuls); and for
-detections of score exactly 0, which the exact merge may paint where every
-rank is 0 and this one treats as no detection.
+matmul; at mask resolution foreground is tested as rank >= threshold *
+score, for the labels and the mask areas, and a constant factor of the
+activation, hard_sigmoid's 1/6, multiplies the scores rather than every
+pixel; refined pixels test the probability, as the exact merge does); by
+matmul rounding where matmuls round their inputs (TPUs at default
+precision, GPUs with TF32: the interpolation, and the distinct candidates
+of more than 256 masks, pass through matmuls); and for detections of score
+exactly 0, which the exact merge may paint where every rank is 0 and this
+one treats as no detection. Scores must lie in [0, 1].
 
 Output maps: `fast_merge` returns a painter of per-detection values
 (nearest-neighbour blocks of the mask-resolution values plus the refined
@@ -498,7 +499,8 @@ def fast_merge(
       candidate_ranking), tf.float32)
   # Among the best, the lowest detection (largest 2 (N - slot)), plus 1 if
   # it is foreground: probability >= threshold (as the exact merge tests it)
-  # and a positive score (an invalid detection ranks 0 and is no winner).
+  # and a positive score, whose ceil is 1 (an invalid detection ranks 0 and
+  # is no winner).
   key = is_best * (
       2.0 * (float(num_masks) - tf.cast(slots, tf.float32)) +
       candidate_foreground * tf.minimum(tf.math.ceil(slot_scores), 1.0))
@@ -540,25 +542,17 @@ def fast_merge(
     """float32 [batch, N + 1] per-label values -> [batch, f * h, f * w].
 
     Nearest-neighbour upsampling of the mask-resolution values (a product
-    with ones broadcast to f x f blocks, which XNNPACK runs), plus on the
-    refined cells the difference to their exact labels' values. No matmul
-    touches the values: integers below 2**24 paint exactly on any device.
+    with ones and depth_to_space, which XNNPACK runs), plus on the refined
+    cells the difference to their exact labels' values. No matmul touches
+    the values: integers below 2**24 paint exactly on any device.
     """
-    image = tf.reshape(
-        tf.reshape(tf.gather(values, label, batch_dims=1),
-                   [-1, height, 1, width, 1]) * tf.ones([factor, 1, factor]),
-        [-1, factor * height, factor * width])
+    image = tf.reshape(tf.nn.depth_to_space(
+        tf.expand_dims(tf.gather(values, label, batch_dims=1), -1) *
+        tf.ones([subpixels]), factor), [-1, factor * height, factor * width])
     # [batch, B, f * f] the refined pixels' nearest-neighbour values.
-    corner_values = tf.gather(values, corner_label, batch_dims=1)
-    if factor % 2:
-      nearest_values = tf.reduce_sum(
-          tf.expand_dims(corner_values, -1) * tf.constant(nearest), axis=2)
-    else:
-      # Each corner is nearest to an f/2 x f/2 quarter of the cell.
-      half = factor // 2
-      nearest_values = tf.reshape(
-          tf.reshape(corner_values, [-1, budget, 2, 1, 2, 1]) *
-          tf.ones([half, 1, half]), [-1, budget, subpixels])
+    nearest_values = tf.reduce_sum(
+        tf.expand_dims(tf.gather(values, corner_label, batch_dims=1), -1) *
+        tf.constant(nearest), axis=2)
     difference = tf.scatter_nd(
         flat_cells,
         tf.reshape(tf.gather(values, refined_label, batch_dims=1) -
