@@ -235,6 +235,21 @@ def test_score_activations_by_hand():
     score_activation.score_activation(logits, 'relu')
 
 
+def test_unscaled_activations_times_their_scale():
+  logits = tf.constant([-4.0, -3.0, -1.5, 0.0, 1.5, 3.0, 4.0])
+  activation, scale = score_activation.unscaled('hard_sigmoid')
+  assert scale == 1.0 / 6.0
+  # relu6(x + 3) by hand.
+  np.testing.assert_array_equal(activation(logits).numpy(),
+                                [0.0, 0.0, 1.5, 3.0, 4.5, 6.0, 6.0])
+  activation, scale = score_activation.unscaled('sigmoid')
+  assert scale == 1.0
+  np.testing.assert_allclose(activation(logits).numpy(),
+                             [_sigmoid(v) for v in logits.numpy()], rtol=1e-6)
+  with pytest.raises(ValueError, match='relu'):
+    score_activation.unscaled('relu')
+
+
 def test_flatten_levels_is_row_major_per_level_then_by_level():
   level3 = tf.reshape(tf.range(6, dtype=tf.float32), [1, 2, 3, 1])
   level4 = tf.constant([[[[100.0], [101.0]]]])       # [1, 1, 2, 1]

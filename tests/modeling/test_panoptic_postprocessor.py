@@ -592,6 +592,33 @@ def test_distinct_candidates_put_every_corners_best_first():
   np.testing.assert_array_equal(first, [[[1, 1, 1, 1], [1, 1, 0, 0]]])
 
 
+def test_first_cells_orders_tiers_then_raster_like_top_k():
+  # Tier 2 cells 0, 3, 6 first, then tier 1 cells 2, 4 (raster order in
+  # each tier), then the uniform cells 1, 5; per image of the batch.
+  boundary = tf.constant([[2.0, 0.0, 1.0, 2.0, 1.0, 0.0, 2.0],
+                          [0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0]])
+  expected = [[0, 3, 6, 2, 4], [3, 0, 1, 2, 4]]
+  for run in (fast_merge._first_cells,
+              tf.function(fast_merge._first_cells, jit_compile=True)):
+    np.testing.assert_array_equal(run(boundary, 5), expected)
+  # As top_k (stable among equals) orders random tiers.
+  tiers = tf.constant(np.random.default_rng(3).integers(0, 3, (2, 300)),
+                      tf.float32)
+  np.testing.assert_array_equal(fast_merge._first_cells(tiers, 120),
+                                tf.math.top_k(tiers, k=120).indices)
+
+
+def test_corner_pixels_clamp_at_the_edges():
+  # A 2 x 3 mask: 3 x 4 cells; corners (r - 1, c - 1), (r - 1, c), (r, c - 1),
+  # (r, c), clamped; pixel = row * 3 + column.
+  table = fast_merge._corner_pixels(2, 3)
+  assert table.shape == (12, 4)
+  np.testing.assert_array_equal(table[0], [0, 0, 0, 0])    # cell (0, 0)
+  np.testing.assert_array_equal(table[5], [0, 1, 3, 4])    # cell (1, 1)
+  np.testing.assert_array_equal(table[7], [2, 2, 5, 5])    # cell (1, 3)
+  np.testing.assert_array_equal(table[11], [5, 5, 5, 5])   # cell (2, 3)
+
+
 def test_fast_merge_paints_void_where_logits_are_nan():
   # A diverged checkpoint: NaN logits must give maps in range, not indices
   # out of range (a crash in TFLite and TensorFlow gathers).
