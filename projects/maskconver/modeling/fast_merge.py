@@ -233,7 +233,7 @@ def _distinct_candidates(candidates: tf.Tensor, num_masks: int, count: int
      float32 [batch, B, count] 1 for a detection's first copy, 0 for the
        fillers).
   """
-  del num_masks
+  del num_masks  # Exact for any indices below 2**24 in float32.
   size = candidates.shape[-1]
   cells = candidates.shape[1]
   per_corner = size // 4
@@ -376,7 +376,8 @@ def fast_merge(
        the pixel is void (no valid winner, or a winner below
        mask_threshold); exact for integers below 2**24,
      float32 [batch, N] output pixels each detection wins,
-     float32 [batch, N] output pixels of each detection's mask).
+     float32 [batch, N] output pixels of each valid detection's mask; not
+       meaningful for an invalid one, which is never kept).
   """
   height, width, num_masks = mask_logits.shape[1:]
   pixels = height * width
