@@ -582,12 +582,12 @@ def test_distinct_candidates_put_every_corners_best_first():
   # runners-up 1, 2, 1, 7.
   candidates = tf.constant([[[3, 1, 3, 2, 5, 1, 3, 7],
                              [4, 9, 4, 9, 4, 9, 4, 9]]])
-  slots, first = fast_merge._distinct_candidates(candidates, 10, 5)
+  slots, first = fast_merge._distinct_candidates(candidates, 5)
   np.testing.assert_array_equal(slots, [[[3, 5, 1, 2, 7], [4, 9, 4, 4, 4]]])
   np.testing.assert_array_equal(first, [[[1, 1, 1, 1, 1], [1, 1, 0, 0, 0]]])
   # With 4 the last runner-up is left out.
   slots, first = tf.function(fast_merge._distinct_candidates,
-                             jit_compile=True)(candidates, 10, 4)
+                             jit_compile=True)(candidates, 4)
   np.testing.assert_array_equal(slots, [[[3, 5, 1, 2], [4, 9, 4, 4]]])
   np.testing.assert_array_equal(first, [[[1, 1, 1, 1], [1, 1, 0, 0]]])
 

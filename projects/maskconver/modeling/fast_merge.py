@@ -209,7 +209,7 @@ def _columns(values: tf.Tensor) -> Tuple[tf.Tensor, ...]:
       for column in range(size))
 
 
-def _distinct_candidates(candidates: tf.Tensor, num_masks: int, count: int
+def _distinct_candidates(candidates: tf.Tensor, count: int
                          ) -> Tuple[tf.Tensor, tf.Tensor]:
   """The first `count` distinct corner candidates of each cell, by priority.
 
@@ -222,8 +222,8 @@ def _distinct_candidates(candidates: tf.Tensor, num_masks: int, count: int
 
   Args:
     candidates: int32 [batch, B, 4 * k], the k best detections of each
-      corner, corner by corner, best first (indices < num_masks).
-    num_masks: N.
+      corner, corner by corner, best first (indices below 2**24; below 257
+      where matmuls round to bfloat16).
     count: how many to keep, <= 4 * k.
 
   Returns:
@@ -233,7 +233,6 @@ def _distinct_candidates(candidates: tf.Tensor, num_masks: int, count: int
      float32 [batch, B, count] 1 for a detection's first copy, 0 for the
        fillers).
   """
-  del num_masks  # Exact for any indices below 2**24 in float32.
   size = candidates.shape[-1]
   cells = candidates.shape[1]
   per_corner = size // 4
@@ -390,8 +389,9 @@ def fast_merge(
       ranking_scores * activation_scale, [-1, 1, 1, num_masks])
   best = tf.math.top_k(ranking, k=min(CANDIDATES_PER_CORNER, num_masks))
   # Foreground: rank >= threshold * score, i.e. probability >= threshold;
-  # never for an invalid detection.
-  rank_thresholds = tf.where(valid, mask_threshold * ranking_scores, np.inf)
+  # never for an invalid detection in the label maps.
+  score_thresholds = mask_threshold * ranking_scores
+  rank_thresholds = tf.where(valid, score_thresholds, np.inf)
   # The threshold on activation(logits).
   threshold = mask_threshold / activation_scale
 
@@ -424,8 +424,8 @@ def fast_merge(
   # integer count.
   mask_area = float(subpixels) * (float(pixels) - tf.round(
       float(pixels) * tf.reduce_mean(tf.math.ceil(tf.nn.relu(
-          tf.reshape(mask_threshold * ranking_scores,
-                     [-1, 1, 1, num_masks]) - ranking)), axis=[1, 2])))
+          tf.reshape(score_thresholds, [-1, 1, 1, num_masks]) - ranking)),
+      axis=[1, 2])))
 
   # Uniform cells (module doc), on float maps (XNNPACK slices them). The
   # three label maps are stacked on axis 1, so that each step is one op for
@@ -463,7 +463,7 @@ def fast_merge(
       tf.reshape(best.indices, [-1, pixels, per_corner]), corner_pixel,
       batch_dims=1), [-1, budget, 4 * per_corner])
   num_candidates = min(REFINE_CANDIDATES, 4 * per_corner)
-  candidates, first_of_slot = _distinct_candidates(candidates, num_masks,
+  candidates, first_of_slot = _distinct_candidates(candidates,
                                                    num_candidates)
   # [batch * B * C, 4] each candidate's logit at each corner.
   # The maximum is no-op arithmetic (finite logits): a reshape of the logits
