@@ -20,24 +20,25 @@ def score_activation(logits: tf.Tensor, activation: str) -> tf.Tensor:
   Returns:
     Scores, same shape and dtype as `logits`.
   """
-  if activation == 'sigmoid':
-    return tf.sigmoid(logits)
-  if activation == 'hard_sigmoid':
-    return tf.nn.relu6(logits + 3.0) * (1.0 / 6.0)
-  raise ValueError(
-      f'activation must be one of {ACTIVATIONS}, got {activation!r}')
+  function, scale = unscaled(activation)
+  return function(logits) if scale == 1.0 else function(logits) * scale
+
+
+def _shifted_relu6(logits: tf.Tensor) -> tf.Tensor:
+  return tf.nn.relu6(logits + 3.0)
 
 
 def unscaled(activation: str) -> Tuple[Callable[[tf.Tensor], tf.Tensor], float]:
   """(g, scale) with score_activation(x, activation) = g(x) * scale.
 
-  Up to float32 rounding: hard_sigmoid is relu6(x + 3) times 1/6, a
-  constant a caller can fold into another product (the fast merge folds it
-  into the detection scores instead of scaling every mask pixel).
+  hard_sigmoid is relu6(x + 3) times 1/6, a constant a caller can fold into
+  another product (the fast merge folds it into the detection scores
+  instead of scaling every mask pixel; equal up to float32 rounding);
+  sigmoid has scale 1.
   """
+  if activation == 'sigmoid':
+    return tf.sigmoid, 1.0
   if activation == 'hard_sigmoid':
-    return lambda logits: tf.nn.relu6(logits + 3.0), 1.0 / 6.0
-  if activation in ACTIVATIONS:
-    return lambda logits: score_activation(logits, activation), 1.0
+    return _shifted_relu6, 1.0 / 6.0
   raise ValueError(
       f'activation must be one of {ACTIVATIONS}, got {activation!r}')
