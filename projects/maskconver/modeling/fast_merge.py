@@ -138,14 +138,15 @@ def lookup_tables(tables: Sequence[tf.Tensor],
   for table, (low, _), field in zip(tables, ranges, bits):
     packed = packed * float(2 ** field) + tf.cast(table - low, tf.float32)
   value = lookup(packed)
-  fields = []
-  for field in reversed(bits[1:]):
-    high = tf.floor(value * (1.0 / 2 ** field))
-    fields.append(value - high * float(2 ** field))
-    value = high
-  fields.append(value)
-  return tuple(tf.cast(field + float(low) if low else field, tf.int32)
-               for field, (low, _) in zip(reversed(fields), ranges))
+  with tf.name_scope('unpack'):
+    fields = []
+    for field in reversed(bits[1:]):
+      high = tf.floor(value * (1.0 / 2 ** field))
+      fields.append(value - high * float(2 ** field))
+      value = high
+    fields.append(value)
+    return tuple(tf.cast(field + float(low) if low else field, tf.int32)
+                 for field, (low, _) in zip(reversed(fields), ranges))
 
 
 def _subpixel_constants(factor: int) -> Tuple[int, np.ndarray, np.ndarray]:
@@ -382,158 +383,164 @@ def fast_merge(
   pixels = height * width
   cells = (height + 1) * (width + 1)
   subpixels = factor * factor
-  # A zero score ranks like no detection (module doc).
-  valid &= scores > 0.0
-  ranking_scores = tf.where(valid, scores, 0.0)
-  ranking = activation(mask_logits) * tf.reshape(
-      ranking_scores * activation_scale, [-1, 1, 1, num_masks])
-  best = tf.math.top_k(ranking, k=min(CANDIDATES_PER_CORNER, num_masks))
-  # Foreground: rank >= threshold * score, i.e. probability >= threshold;
-  # never for an invalid detection in the label maps.
-  score_thresholds = mask_threshold * ranking_scores
-  rank_thresholds = tf.where(valid, score_thresholds, np.inf)
-  # The threshold on activation(logits).
-  threshold = mask_threshold / activation_scale
+  with tf.name_scope('rank'):
+    # A zero score ranks like no detection (module doc).
+    valid &= scores > 0.0
+    ranking_scores = tf.where(valid, scores, 0.0)
+    ranking = activation(mask_logits) * tf.reshape(
+        ranking_scores * activation_scale, [-1, 1, 1, num_masks])
+    best = tf.math.top_k(ranking, k=min(CANDIDATES_PER_CORNER, num_masks))
+  with tf.name_scope('labels'):
+    # Foreground: rank >= threshold * score, i.e. probability >= threshold;
+    # never for an invalid detection in the label maps.
+    score_thresholds = mask_threshold * ranking_scores
+    rank_thresholds = tf.where(valid, score_thresholds, np.inf)
+    # The threshold on activation(logits).
+    threshold = mask_threshold / activation_scale
 
-  def labels(index, rank):
-    return tf.where(
-        rank >= tf.gather(rank_thresholds, index, batch_dims=1), index,
-        num_masks)
+    def labels(index, rank):
+      return tf.where(
+          rank >= tf.gather(rank_thresholds, index, batch_dims=1), index,
+          num_masks)
 
-  # Not sliced: TFLite's strided slices of a last axis copy element-wise
-  # (4x slower than an unstack, 9x slower than the matmuls of _columns; so are
-  # `[..., None]` axes, 80x slower than tf.expand_dims).
-  ranked_indices = tf.unstack(best.indices, axis=-1)
-  ranked_values = _columns(best.values)
-  first, first_rank = ranked_indices[0], ranked_values[0]
-  label = labels(first, first_rank)
-  if num_masks > 1:
-    second_rank = ranked_values[1]
-    second_label = labels(ranked_indices[1], second_rank)
-  else:
-    second_rank = tf.zeros_like(first_rank)
-    second_label = tf.zeros_like(label)
-  won_area = float(subpixels) * slot_sums(tf.ones_like(first_rank), label,
-                                          num_masks)
-  # Mask pixels: rank >= threshold * score, i.e. probability >= threshold
-  # (where the score is positive; invalid detections are never kept):
-  # the others have ceil(relu(threshold * score - rank)) = 1 (exact: the
-  # difference has the sign of the comparison and lies below 1 for scores
-  # in [0, 1]). Counted as a spatial mean (XNNPACK runs all three; TFLite's
-  # own comparison, cast and sum took 2.5x longer), rounded back to an
-  # integer count.
-  mask_area = float(subpixels) * (float(pixels) - tf.round(
-      float(pixels) * tf.reduce_mean(tf.math.ceil(tf.nn.relu(
-          tf.reshape(score_thresholds, [-1, 1, 1, num_masks]) - ranking)),
-      axis=[1, 2])))
+    # Not sliced: TFLite's strided slices of a last axis copy element-wise
+    # (4x slower than an unstack, 9x slower than the matmuls of _columns; so are
+    # `[..., None]` axes, 80x slower than tf.expand_dims).
+    ranked_indices = tf.unstack(best.indices, axis=-1)
+    ranked_values = _columns(best.values)
+    first, first_rank = ranked_indices[0], ranked_values[0]
+    label = labels(first, first_rank)
+    if num_masks > 1:
+      second_rank = ranked_values[1]
+      second_label = labels(ranked_indices[1], second_rank)
+    else:
+      second_rank = tf.zeros_like(first_rank)
+      second_label = tf.zeros_like(label)
+    won_area = float(subpixels) * slot_sums(tf.ones_like(first_rank), label,
+                                            num_masks)
+    # Mask pixels: rank >= threshold * score, i.e. probability >= threshold
+    # (where the score is positive; invalid detections are never kept):
+    # the others have ceil(relu(threshold * score - rank)) = 1 (exact: the
+    # difference has the sign of the comparison and lies below 1 for scores
+    # in [0, 1]). Counted as a spatial mean (XNNPACK runs all three; TFLite's
+    # own comparison, cast and sum took 2.5x longer), rounded back to an
+    # integer count.
+    mask_area = float(subpixels) * (float(pixels) - tf.round(
+        float(pixels) * tf.reduce_mean(tf.math.ceil(tf.nn.relu(
+            tf.reshape(score_thresholds, [-1, 1, 1, num_masks]) - ranking)),
+        axis=[1, 2])))
 
-  # Uniform cells (module doc), on float maps (XNNPACK slices them). The
-  # three label maps are stacked on axis 1, so that each step is one op for
-  # all of them; their corners agree where the lowest is the highest. (Not
-  # the ranks too: the int8 converter quantizes an UNPACK of float maps.)
-  label_views = _corner_views(tf.stack(
-      [tf.cast(first, tf.float32), tf.cast(label, tf.float32),
-       tf.cast(second_label, tf.float32)], axis=1))
-  same_first, same_label, same_second = tf.unstack(tf.equal(
-      _pairwise(tf.minimum, label_views), _pairwise(tf.maximum, label_views)),
-      axis=1)
-  same_winner = same_first & same_label
-  corner_rank1 = _corner_views(first_rank)
-  lowest_first = _pairwise(tf.minimum, corner_rank1)
-  highest_first = _pairwise(tf.maximum, corner_rank1)
-  highest_second = _pairwise(tf.maximum, _corner_views(second_rank))
-  winner_fixed = same_winner & ((lowest_first > highest_second) |
-                                (highest_first <= 0.0))
-  # 2: the painted label may change inside the cell; 1: only the runner-up's
-  # mask area may (its contour under the winner); 0: uniform.
-  boundary = tf.reshape(
-      2.0 - tf.cast(winner_fixed, tf.float32) -
-      tf.cast(winner_fixed & same_second, tf.float32), [-1, cells])
+  with tf.name_scope('uniform'):
+    # Uniform cells (module doc), on float maps (XNNPACK slices them). The
+    # three label maps are stacked on axis 1, so that each step is one op for
+    # all of them; their corners agree where the lowest is the highest. (Not
+    # the ranks too: the int8 converter quantizes an UNPACK of float maps.)
+    label_views = _corner_views(tf.stack(
+        [tf.cast(first, tf.float32), tf.cast(label, tf.float32),
+         tf.cast(second_label, tf.float32)], axis=1))
+    same_first, same_label, same_second = tf.unstack(tf.equal(
+        _pairwise(tf.minimum, label_views), _pairwise(tf.maximum, label_views)),
+        axis=1)
+    same_winner = same_first & same_label
+    corner_rank1 = _corner_views(first_rank)
+    lowest_first = _pairwise(tf.minimum, corner_rank1)
+    highest_first = _pairwise(tf.maximum, corner_rank1)
+    highest_second = _pairwise(tf.maximum, _corner_views(second_rank))
+    winner_fixed = same_winner & ((lowest_first > highest_second) |
+                                  (highest_first <= 0.0))
+    # 2: the painted label may change inside the cell; 1: only the runner-up's
+    # mask area may (its contour under the winner); 0: uniform.
+    boundary = tf.reshape(
+        2.0 - tf.cast(winner_fixed, tf.float32) -
+        tf.cast(winner_fixed & same_second, tf.float32), [-1, cells])
 
-  # The refined cells: label boundaries first, then runner-up contours.
-  # (The epsilon keeps float rounding, e.g. 0.07 * 100, from adding a cell.)
-  budget = max(1, min(cells, int(np.ceil(refine_share * cells - 1e-9))))
-  refined = _first_cells(boundary, budget)
-  # [batch, B, 4] mask pixel of each corner, from a table (TFLite's integer
-  # arithmetic is slower than one gather of rows).
-  corner_pixel = tf.gather(tf.constant(_corner_pixels(height, width)),
-                           refined)
-  per_corner = best.indices.shape[-1]
-  candidates = tf.reshape(tf.gather(
-      tf.reshape(best.indices, [-1, pixels, per_corner]), corner_pixel,
-      batch_dims=1), [-1, budget, 4 * per_corner])
-  num_candidates = min(REFINE_CANDIDATES, 4 * per_corner)
-  candidates, first_of_slot = _distinct_candidates(candidates,
-                                                   num_candidates)
-  # [batch * B * C, 4] each candidate's logit at each corner.
-  # The maximum is no-op arithmetic (finite logits): a reshape of the logits
-  # themselves would make the TFLite converter compute the mask einsum twice
-  # (once more with the reshape folded in).
-  flat_logits = tf.reshape(tf.maximum(mask_logits, -3.0e38),
-                           [-1, pixels * num_masks])
-  if pixels * num_masks <= 2 ** _FLOAT_INTEGER_BITS:
-    # In float arithmetic, which XNNPACK runs (exact below 2**24).
-    logit_index = tf.cast(
-        tf.expand_dims(tf.cast(corner_pixel * num_masks, tf.float32), 2) +
-        tf.expand_dims(tf.cast(candidates, tf.float32), -1), tf.int32)
-  else:
-    logit_index = (tf.expand_dims(corner_pixel, 2) * num_masks +
-                   tf.expand_dims(candidates, -1))
-  corner_logits = tf.reshape(
-      tf.gather(flat_logits, logit_index, batch_dims=1), [-1, 4])
-  offset, weights, nearest = _subpixel_constants(factor)
-  # [batch, B, C, f * f] interpolated bilinearly (as tf.image.resize does, up
-  # to float32 rounding).
-  candidate_probs = activation(tf.reshape(
-      tf.matmul(corner_logits, tf.constant(weights)),
-      [-1, budget, num_candidates, subpixels]))
-  slots = tf.expand_dims(candidates, -1)
-  slot_scores = tf.gather(ranking_scores, slots, batch_dims=1)
-  candidate_ranking = candidate_probs * (slot_scores * activation_scale)
-  candidate_foreground = tf.cast(candidate_probs >= threshold, tf.float32)
-  # The winner and its foreground state in float arithmetic, which XNNPACK
-  # runs (TFLite's own SELECT / REDUCE_MIN took 3x longer than its
-  # multiplications and REDUCE_MAX). (Not is_best = 1 - ceil(best - rank):
-  # under XLA that differed from eager execution in some pixels.)
-  is_best = tf.cast(tf.equal(
-      tf.reduce_max(candidate_ranking, axis=2, keepdims=True),
-      candidate_ranking), tf.float32)
-  # Among the best, the lowest detection (largest 2 (N - slot)), plus 1 if
-  # it is foreground: probability >= threshold (as the exact merge tests it)
-  # and a positive score, whose ceil is 1 (an invalid detection ranks 0 and
-  # is no winner).
-  key = is_best * (
-      2.0 * (float(num_masks) - tf.cast(slots, tf.float32)) +
-      candidate_foreground * tf.minimum(tf.math.ceil(slot_scores), 1.0))
-  # Keys are finite: where NaN logits (a diverged checkpoint) leave no best
-  # candidate, every key is 0 and the pixel is void, never out of range.
-  best_key = tf.reduce_max(key, axis=2)
-  lowest = tf.floor(best_key * 0.5)  # N - winner
-  # N - (N - winner) on the foreground, N on void.
-  refined_label = tf.cast(
-      float(num_masks) - (best_key - 2.0 * lowest) * lowest, tf.int32)
-  # Exact counts on the refined cells replace the nearest-neighbour ones
-  # (the pixels nearest each corner inside the image carry its label).
-  inside = tf.gather(
-      tf.constant(_inside(height, width, factor, offset)), refined)
-  nearest_inside = tf.reshape(
-      tf.matmul(tf.reshape(inside, [-1, subpixels]), tf.constant(nearest.T)),
-      [-1, budget, 4])
-  corner_label = tf.gather(tf.reshape(label, [-1, pixels]), corner_pixel,
-                           batch_dims=1)
-  won_area += (slot_sums(inside, refined_label, num_masks) -
-               slot_sums(nearest_inside, corner_label, num_masks))
-  # A candidate's mask pixels in the cell: exact, minus the nearest-neighbour
-  # count (where the corner's own probability decides).
-  corner_foreground = tf.reshape(
-      tf.cast(activation(corner_logits) >= threshold, tf.float32),
-      [-1, budget, num_candidates, 4])
-  mask_change = (
-      tf.reduce_sum(candidate_foreground * tf.expand_dims(inside, 2),
-                    axis=3) -
-      tf.reduce_sum(corner_foreground * tf.expand_dims(nearest_inside, 2),
-                    axis=3))
-  mask_area += slot_sums(mask_change * first_of_slot, candidates, num_masks)
+  with tf.name_scope('cells'):
+    # The refined cells: label boundaries first, then runner-up contours.
+    # (The epsilon keeps float rounding, e.g. 0.07 * 100, from adding a cell.)
+    budget = max(1, min(cells, int(np.ceil(refine_share * cells - 1e-9))))
+    refined = _first_cells(boundary, budget)
+    # [batch, B, 4] mask pixel of each corner, from a table (TFLite's integer
+    # arithmetic is slower than one gather of rows).
+    corner_pixel = tf.gather(tf.constant(_corner_pixels(height, width)),
+                             refined)
+    per_corner = best.indices.shape[-1]
+    candidates = tf.reshape(tf.gather(
+        tf.reshape(best.indices, [-1, pixels, per_corner]), corner_pixel,
+        batch_dims=1), [-1, budget, 4 * per_corner])
+    num_candidates = min(REFINE_CANDIDATES, 4 * per_corner)
+    candidates, first_of_slot = _distinct_candidates(candidates,
+                                                     num_candidates)
+  with tf.name_scope('refine'):
+    # [batch * B * C, 4] each candidate's logit at each corner.
+    # The maximum is no-op arithmetic (finite logits): a reshape of the logits
+    # themselves would make the TFLite converter compute the mask einsum twice
+    # (once more with the reshape folded in).
+    flat_logits = tf.reshape(tf.maximum(mask_logits, -3.0e38),
+                             [-1, pixels * num_masks])
+    if pixels * num_masks <= 2 ** _FLOAT_INTEGER_BITS:
+      # In float arithmetic, which XNNPACK runs (exact below 2**24).
+      logit_index = tf.cast(
+          tf.expand_dims(tf.cast(corner_pixel * num_masks, tf.float32), 2) +
+          tf.expand_dims(tf.cast(candidates, tf.float32), -1), tf.int32)
+    else:
+      logit_index = (tf.expand_dims(corner_pixel, 2) * num_masks +
+                     tf.expand_dims(candidates, -1))
+    corner_logits = tf.reshape(
+        tf.gather(flat_logits, logit_index, batch_dims=1), [-1, 4])
+    offset, weights, nearest = _subpixel_constants(factor)
+    # [batch, B, C, f * f] interpolated bilinearly (as tf.image.resize does, up
+    # to float32 rounding).
+    candidate_probs = activation(tf.reshape(
+        tf.matmul(corner_logits, tf.constant(weights)),
+        [-1, budget, num_candidates, subpixels]))
+    slots = tf.expand_dims(candidates, -1)
+    slot_scores = tf.gather(ranking_scores, slots, batch_dims=1)
+    candidate_ranking = candidate_probs * (slot_scores * activation_scale)
+    candidate_foreground = tf.cast(candidate_probs >= threshold, tf.float32)
+    # The winner and its foreground state in float arithmetic, which XNNPACK
+    # runs (TFLite's own SELECT / REDUCE_MIN took 3x longer than its
+    # multiplications and REDUCE_MAX). (Not is_best = 1 - ceil(best - rank):
+    # under XLA that differed from eager execution in some pixels.)
+    is_best = tf.cast(tf.equal(
+        tf.reduce_max(candidate_ranking, axis=2, keepdims=True),
+        candidate_ranking), tf.float32)
+    # Among the best, the lowest detection (largest 2 (N - slot)), plus 1 if
+    # it is foreground: probability >= threshold (as the exact merge tests it)
+    # and a positive score, whose ceil is 1 (an invalid detection ranks 0 and
+    # is no winner).
+    key = is_best * (
+        2.0 * (float(num_masks) - tf.cast(slots, tf.float32)) +
+        candidate_foreground * tf.minimum(tf.math.ceil(slot_scores), 1.0))
+    # Keys are finite: where NaN logits (a diverged checkpoint) leave no best
+    # candidate, every key is 0 and the pixel is void, never out of range.
+    best_key = tf.reduce_max(key, axis=2)
+    lowest = tf.floor(best_key * 0.5)  # N - winner
+    # N - (N - winner) on the foreground, N on void.
+    refined_label = tf.cast(
+        float(num_masks) - (best_key - 2.0 * lowest) * lowest, tf.int32)
+  with tf.name_scope('areas'):
+    # Exact counts on the refined cells replace the nearest-neighbour ones
+    # (the pixels nearest each corner inside the image carry its label).
+    inside = tf.gather(
+        tf.constant(_inside(height, width, factor, offset)), refined)
+    nearest_inside = tf.reshape(
+        tf.matmul(tf.reshape(inside, [-1, subpixels]), tf.constant(nearest.T)),
+        [-1, budget, 4])
+    corner_label = tf.gather(tf.reshape(label, [-1, pixels]), corner_pixel,
+                             batch_dims=1)
+    won_area += (slot_sums(inside, refined_label, num_masks) -
+                 slot_sums(nearest_inside, corner_label, num_masks))
+    # A candidate's mask pixels in the cell: exact, minus the nearest-neighbour
+    # count (where the corner's own probability decides).
+    corner_foreground = tf.reshape(
+        tf.cast(activation(corner_logits) >= threshold, tf.float32),
+        [-1, budget, num_candidates, 4])
+    mask_change = (
+        tf.reduce_sum(candidate_foreground * tf.expand_dims(inside, 2),
+                      axis=3) -
+        tf.reduce_sum(corner_foreground * tf.expand_dims(nearest_inside, 2),
+                      axis=3))
+    mask_area += slot_sums(mask_change * first_of_slot, candidates, num_masks)
 
   batch = tf.shape(refined)[0]
   flat_cells = tf.reshape(
@@ -547,27 +554,28 @@ def fast_merge(
     cells the difference to their exact labels' values. No matmul touches
     the values: integers below 2**24 paint exactly on any device.
     """
-    image = tf.reshape(tf.nn.depth_to_space(
-        tf.expand_dims(tf.gather(values, label, batch_dims=1), -1) *
-        tf.ones([subpixels]), factor), [-1, factor * height, factor * width])
-    # [batch, B, f * f] the refined pixels' nearest-neighbour values.
-    nearest_values = tf.reduce_sum(
-        tf.expand_dims(tf.gather(values, corner_label, batch_dims=1), -1) *
-        tf.constant(nearest), axis=2)
-    difference = tf.scatter_nd(
-        flat_cells,
-        tf.reshape(tf.gather(values, refined_label, batch_dims=1) -
-                   nearest_values, [-1, subpixels]),
-        tf.stack([batch * cells, subpixels]))
-    # Sliced as rows of a 3-D map: TFLite copies a 4-D slice with one channel
-    # element by element (15x slower).
-    difference = tf.reshape(
-        tf.nn.depth_to_space(
-            tf.reshape(difference, [-1, height + 1, width + 1, subpixels]),
-            factor),
-        [-1, factor * (height + 1), factor * (width + 1)])
-    return image + tf.slice(difference, [0, offset, offset],
-                            [-1, factor * height, factor * width])
+    with tf.name_scope('paint'):
+      image = tf.reshape(tf.nn.depth_to_space(
+          tf.expand_dims(tf.gather(values, label, batch_dims=1), -1) *
+          tf.ones([subpixels]), factor), [-1, factor * height, factor * width])
+      # [batch, B, f * f] the refined pixels' nearest-neighbour values.
+      nearest_values = tf.reduce_sum(
+          tf.expand_dims(tf.gather(values, corner_label, batch_dims=1), -1) *
+          tf.constant(nearest), axis=2)
+      difference = tf.scatter_nd(
+          flat_cells,
+          tf.reshape(tf.gather(values, refined_label, batch_dims=1) -
+                     nearest_values, [-1, subpixels]),
+          tf.stack([batch * cells, subpixels]))
+      # Sliced as rows of a 3-D map: TFLite copies a 4-D slice with one channel
+      # element by element (15x slower).
+      difference = tf.reshape(
+          tf.nn.depth_to_space(
+              tf.reshape(difference, [-1, height + 1, width + 1, subpixels]),
+              factor),
+          [-1, factor * (height + 1), factor * (width + 1)])
+      return image + tf.slice(difference, [0, offset, offset],
+                              [-1, factor * height, factor * width])
 
   return paint, won_area, mask_area
 

@@ -49,7 +49,8 @@ PARTS = (
 )
 
 
-def _schema():
+def schema_modules():
+  """(schema_py_generated, flatbuffer_utils) of LiteRT, to edit models."""
   # ai-edge-litert (setup.py). pylint: disable=g-import-not-at-top
   from ai_edge_litert import schema_py_generated
   from ai_edge_litert.tools import flatbuffer_utils
@@ -75,8 +76,9 @@ def _op_resolver(kernels: str) -> Any:
           resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
 
 
-def _interpreter(model: bytes, num_threads: int, kernels: str,
-                 preserve_all_tensors: bool = False) -> Any:
+def make_interpreter(model: bytes, num_threads: int, kernels: str,
+                     preserve_all_tensors: bool = False) -> Any:
+  """An allocated interpreter with `kernels` (KERNELS) and threads."""
   interpreter = export_tflite.interpreter_class()(
       model_content=model, num_threads=num_threads,
       experimental_op_resolver_type=_op_resolver(kernels),
@@ -178,8 +180,8 @@ def profile(tflite_model: bytes, num_threads: int = 1,
      'ops': [{'index', 'op', 'part', 'output', 'ms'}] in execution order,
      'by_part': {part: ms}, 'by_op': {op type: ms}}.
   """
-  schema, utils = _schema()
-  whole = _interpreter(tflite_model, num_threads, kernels,
+  schema, utils = schema_modules()
+  whole = make_interpreter(tflite_model, num_threads, kernels,
                        preserve_all_tensors=True)
   inputs = random_inputs(whole, seed)
 
@@ -200,7 +202,7 @@ def profile(tflite_model: bytes, num_threads: int = 1,
       continue
     index = details['index']
     single, feeds = _single_op_model(schema, utils, model, index)
-    interpreter = _interpreter(single, num_threads, kernels)
+    interpreter = make_interpreter(single, num_threads, kernels)
     values = [whole.get_tensor(i) for i in feeds]
     input_indices = [d['index'] for d in interpreter.get_input_details()]
 
