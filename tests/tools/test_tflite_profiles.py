@@ -76,9 +76,10 @@ def test_scope_of_rejects_a_depth_below_one():
 
 def test_groups_follow_the_scopes_in_execution_order(scoped_model):
   found = tflite_stage_profile.groups(_read(scoped_model), 1)
-  # exp | sin, cos | mul, abs | sqrt (the model's output, unscoped).
+  # exp | sin, cos | mul, abs and sqrt (the model's output, unscoped, joins
+  # the group before it).
   assert [(g['scope'], g['start'], g['end']) for g in found] == [
-      ('head', 0, 1), ('body', 1, 3), ('tail', 3, 5), ('', 5, 6)]
+      ('head', 0, 1), ('body', 1, 3), ('tail', 3, 6)]
 
 
 def test_each_cut_computes_the_prefix_exactly(scoped_model):
@@ -106,9 +107,8 @@ def test_each_cut_computes_the_prefix_exactly(scoped_model):
 def test_stage_profile_sums_to_the_whole_model(scoped_model):
   result = tflite_stage_profile.profile(scoped_model, scope_depth=1,
                                         num_runs=6, rounds=2)
-  assert [g['scope'] for g in result['groups']] == ['head', 'body', 'tail',
-                                                    '']
-  assert set(result['scopes']) == {'head', 'body', 'tail', ''}
+  assert [g['scope'] for g in result['groups']] == ['head', 'body', 'tail']
+  assert set(result['scopes']) == {'head', 'body', 'tail'}
   assert result['total_ms'] == result['groups'][-1]['cumulative_ms'] > 0.0
   assert math.isclose(sum(s['ms'] for s in result['scopes'].values()),
                       result['total_ms'], rel_tol=1e-9)
@@ -117,7 +117,8 @@ def test_stage_profile_sums_to_the_whole_model(scoped_model):
       {'ms': result['groups'][1]['ms'], 'ops': 2, 'groups': 1})
   text = tflite_stage_profile.format_profile(result, title='scoped')
   assert text.splitlines()[0] == 'scoped'
-  assert '(no scope)' in text
+  assert [line.split()[0] for line in text.splitlines()[3:]] == list(
+      result['scopes'])
 
 
 @pytest.mark.parametrize('arguments', [{'num_runs': 0}, {'rounds': 0},
@@ -191,7 +192,7 @@ def test_cli_prints_the_scopes_and_json(scoped_model, tmp_path):
                     '--num_runs=4', '--rounds=2')
   assert result.returncode == 0, result.stderr
   summary = json.loads(result.stdout.strip().splitlines()[-1])
-  assert set(summary['scopes']) == {'head', 'body', 'tail', ''}
+  assert set(summary['scopes']) == {'head', 'body', 'tail'}
   assert summary['num_runs'] == 4
   assert 'body' in result.stdout
 

@@ -11,7 +11,9 @@ out alone, and the builtin operators between partitions cost more in place.
 This tool times the model's own prefixes instead. Operators run in the order
 of the model's operator list; consecutive operators whose first output
 tensor has the same name scope (the first `--scope_depth` components of the
-name, without the operator's own name) form a group. For every group, the
+name, without the operator's own name) form a group; unscoped operators,
+such as the converter's casts to the model's outputs, join the group before
+them. For every group, the
 model cut after it -- the same operators, weights and kernels, with every
 tensor a later operator reads as an output, so nothing is dead -- is timed,
 all cuts interleaved in `--rounds` rounds of warm blocks (invokes only; the
@@ -74,12 +76,14 @@ def groups(model: Any, depth: int) -> List[Dict[str, Any]]:
 
   Returns:
     [{'scope', 'start', 'end'}] in execution order; operators start .. end - 1.
+    An unscoped operator (e.g. the converter's casts to the model's outputs,
+    named Identity*) joins the group before it.
   """
   graph = model.subgraphs[0]
   result: List[Dict[str, Any]] = []
   for index, op in enumerate(graph.operators):
     scope = scope_of(_name(graph.tensors[op.outputs[0]]), depth)
-    if result and result[-1]['scope'] == scope:
+    if result and scope in ('', result[-1]['scope']):
       result[-1]['end'] = index + 1
     else:
       result.append({'scope': scope, 'start': index, 'end': index + 1})
