@@ -44,6 +44,15 @@ def _read(model):
   return utils.read_model_from_bytearray(bytearray(model))
 
 
+def _reference(model_bytes, seed):
+  """(schema, utils, ModelT, random inputs, every tensor's value)."""
+  schema, utils = tflite_op_profile.schema_modules()
+  interpreter = tflite_op_profile.make_interpreter(model_bytes, 1, 'builtin')
+  inputs = tflite_op_profile.random_inputs(interpreter, seed=seed)
+  return (schema, utils, _read(model_bytes), inputs,
+          _all_tensors(model_bytes, inputs))
+
+
 def _all_tensors(model, inputs):
   """{tensor index: value} of every tensor after one run of `model`."""
   interpreter = tflite_op_profile.make_interpreter(
@@ -83,11 +92,7 @@ def test_groups_follow_the_scopes_in_execution_order(scoped_model):
 
 
 def test_each_cut_computes_the_prefix_exactly(scoped_model):
-  schema, utils = tflite_op_profile.schema_modules()
-  model = _read(scoped_model)
-  interpreter = tflite_op_profile.make_interpreter(scoped_model, 1, 'builtin')
-  inputs = tflite_op_profile.random_inputs(interpreter, seed=3)
-  expected = _all_tensors(scoped_model, inputs)
+  schema, utils, model, inputs, expected = _reference(scoped_model, 3)
   graph = model.subgraphs[0]
   for end in range(1, len(graph.operators) + 1):
     cut = tflite_stage_profile.cut_after(schema, utils, model, end)
@@ -129,11 +134,7 @@ def test_stage_profile_rejects_non_positive_counts(scoped_model, arguments):
 
 
 def test_op_profile_cuts_every_op_out_exactly(scoped_model):
-  schema, utils = tflite_op_profile.schema_modules()
-  model = _read(scoped_model)
-  interpreter = tflite_op_profile.make_interpreter(scoped_model, 1, 'builtin')
-  inputs = tflite_op_profile.random_inputs(interpreter, seed=1)
-  expected = _all_tensors(scoped_model, inputs)
+  schema, utils, model, inputs, expected = _reference(scoped_model, 1)
   graph = model.subgraphs[0]
   for index, op in enumerate(graph.operators):
     # pylint: disable-next=protected-access

@@ -255,6 +255,15 @@ def format_profile(result: Mapping[str, Any], top: int = 15,
   return '\n'.join(lines)
 
 
+def read_model_flag(path: str) -> bytes:
+  """The bytes of the `--tflite_path` file; a usage error naming it if not."""
+  try:
+    with open(path, 'rb') as f:
+      return f.read()
+  except OSError as e:
+    raise app.UsageError(f'--tflite_path={path}: {e}') from e
+
+
 def define_flags() -> None:
   """Defines the command-line flags (only when run as a program)."""
   flags.DEFINE_string('tflite_path', None, 'The .tflite model.')
@@ -271,11 +280,7 @@ def main(argv: Sequence[str]) -> Optional[int]:
     raise app.UsageError('--tflite_path is required')
   if FLAGS.num_runs <= 0 or FLAGS.num_threads <= 0:
     raise app.UsageError('--num_runs and --num_threads must be positive')
-  try:
-    with open(FLAGS.tflite_path, 'rb') as f:
-      model = f.read()
-  except OSError as e:
-    raise app.UsageError(f'--tflite_path={FLAGS.tflite_path}: {e}') from e
+  model = read_model_flag(FLAGS.tflite_path)
   result = profile(model, FLAGS.num_threads, FLAGS.kernels, FLAGS.num_runs)
   print(format_profile(result, FLAGS.top, title=FLAGS.tflite_path))
   sys.stdout.flush()

@@ -230,11 +230,7 @@ def main(argv: Sequence[str]) -> Optional[int]:
     if getattr(FLAGS, name) <= 0:
       raise app.UsageError(f'--{name} must be positive, got '
                            f'{getattr(FLAGS, name)}')
-  try:
-    with open(FLAGS.tflite_path, 'rb') as f:
-      model = f.read()
-  except OSError as e:
-    raise app.UsageError(f'--tflite_path={FLAGS.tflite_path}: {e}') from e
+  model = tflite_op_profile.read_model_flag(FLAGS.tflite_path)
   result = profile(model, FLAGS.scope_depth, FLAGS.num_threads,
                    FLAGS.kernels, FLAGS.num_runs, FLAGS.rounds)
   print(format_profile(result, title=FLAGS.tflite_path))
