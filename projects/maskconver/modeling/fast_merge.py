@@ -53,7 +53,9 @@ paints the class, instance and segment maps as one packed float32 value.
 Costs: O(mask pixels * N) for the ranking, O(refined cells * 5 * f * f) for
 the refinement, and a few float32 passes per output pixel for the painting
 and unpacking, which TFLite's XNNPACK delegate runs (its per-pixel GATHER
-copies element by element).
+copies element by element). Each stage has its name scope (rank, labels,
+uniform, cells, refine, areas, paint, unpack), by which
+`tools.tflite_stage_profile` times a converted model.
 """
 
 from typing import Callable, Sequence, Tuple

@@ -182,7 +182,7 @@ def profile(tflite_model: bytes, num_threads: int = 1,
   """
   schema, utils = schema_modules()
   whole = make_interpreter(tflite_model, num_threads, kernels,
-                       preserve_all_tensors=True)
+                           preserve_all_tensors=True)
   inputs = random_inputs(whole, seed)
 
   def run_whole():
