@@ -26,7 +26,7 @@ import tensorflow as tf
 
 from maskconver.modeling.layers import mask_projection
 from maskconver.serving import export_tflite
-from maskconver.tools import benchmark
+from maskconver.tools import timing
 
 FLAGS = flags.FLAGS
 KERNELS = ('xnnpack', 'builtin')
@@ -73,7 +73,7 @@ def measure(model: bytes, num_runs: int) -> Dict[str, float]:
       for detail in interpreter.get_input_details():
         value = rng.normal(size=detail['shape']).astype(np.float32)
         interpreter.set_tensor(detail['index'], value)
-      times[f'{kernels}:{threads}t'] = benchmark.time_runs(
+      times[f'{kernels}:{threads}t'] = timing.time_runs(
           interpreter.invoke, num_runs, warmup=2)['median_ms']
   return times
 

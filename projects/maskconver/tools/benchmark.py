@@ -61,7 +61,6 @@ before, `int8_float_ratio` (tflite_int8 / tflite_float32, first pair).
 import json
 import os
 import platform
-import statistics
 import sys
 import tempfile
 import time
@@ -80,12 +79,11 @@ from maskconver.serving import export_module
 from maskconver.serving import export_saved_model
 from maskconver.serving import export_tflite
 from maskconver.tools import model_stats
+from maskconver.tools import timing
 
 FLAGS = flags.FLAGS
 FORMATS = ('keras', 'saved_model', 'tflite_float32', 'tflite_fp16',
            'tflite_dynamic', 'tflite_int8')
-# Rounds of the interleaved timing (time_interleaved).
-_ROUNDS = 5
 # Quantization type of each TFLite format (export_tflite.QUANT_TYPES).
 TFLITE_QUANT_TYPES = {
     'tflite_float32': None,
@@ -153,62 +151,6 @@ def machine_info() -> Dict[str, Any]:
           cpu = line.split(':', 1)[1].strip()
           break
   return {'cpu': cpu, 'cpu_count': os.cpu_count()}
-
-
-def time_runs(function: Callable[[], Any], num_runs: int,
-              warmup: int) -> Dict[str, float]:
-  """Median, min and max milliseconds of `num_runs` calls after `warmup`."""
-  if num_runs <= 0 or warmup < 0:
-    raise ValueError(f'need num_runs > 0 and warmup >= 0, got {num_runs}, '
-                     f'{warmup}')
-  for _ in range(warmup):
-    function()
-  times = []
-  for _ in range(num_runs):
-    start = time.perf_counter()
-    function()
-    times.append((time.perf_counter() - start) * 1000.0)
-  return _summary(times)
-
-
-def _summary(times: Sequence[float]) -> Dict[str, float]:
-  return {'median_ms': statistics.median(times), 'min_ms': min(times),
-          'max_ms': max(times)}
-
-
-def time_interleaved(runs: Mapping[str, Mapping[str, Callable[[], Any]]],
-                     num_runs: int, warmup: int, rounds: int = _ROUNDS
-                     ) -> Dict[str, Dict[str, Dict[str, float]]]:
-  """Like time_runs for every {row: {part: call}}, in rounds (module doc).
-
-  Each call runs `warmup` times first. Then, `rounds` times, every (row,
-  part) in turn runs once untimed (its caches and thread pool warm again
-  after the others ran) and then its share of the `num_runs` timed runs in a
-  row; the shares differ by at most one.
-
-  Returns:
-    {row: {part: {median_ms, min_ms, max_ms}}} over the num_runs timed runs.
-  """
-  if num_runs <= 0 or warmup < 0 or rounds <= 0:
-    raise ValueError(f'need num_runs > 0, warmup >= 0 and rounds > 0, got '
-                     f'{num_runs}, {warmup}, {rounds}')
-  rounds = min(rounds, num_runs)
-  for parts in runs.values():
-    for function in parts.values():
-      for _ in range(warmup):
-        function()
-  times = {row: {part: [] for part in parts} for row, parts in runs.items()}
-  for index in range(rounds):
-    block = num_runs // rounds + (index < num_runs % rounds)
-    for row, parts in runs.items():
-      for part, function in parts.items():
-        function()
-        for _ in range(block):
-          start = time.perf_counter()
-          function()
-          times[row][part].append((time.perf_counter() - start) * 1000.0)
-  return {row: {part: _summary(values) for part, values in parts.items()}
-          for row, parts in times.items()}
 
 
 def _numpy(outputs: Mapping[str, Any]) -> Dict[str, np.ndarray]:
@@ -393,7 +335,7 @@ def benchmark(params: Any, input_size: Sequence[int], formats: Sequence[str],
     runs.update(built)
     latency.update(dict.fromkeys(built))
   logging.info('Timing %d rows, interleaved', len(runs))
-  latency.update(time_interleaved(
+  latency.update(timing.time_interleaved(
       {row: {part: parts[part] for part in PARTS}
        for row, parts in runs.items()}, num_runs, warmup))
   result['ratio_to_tflite_float32'] = {}

@@ -21,9 +21,7 @@ operators, then one JSON object on the last line.
 """
 
 import json
-import statistics
 import sys
-import time
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from absl import app
@@ -31,6 +29,7 @@ from absl import flags
 import numpy as np
 
 from maskconver.serving import export_tflite
+from maskconver.tools import timing
 
 FLAGS = flags.FLAGS
 KERNELS = ('xnnpack', 'builtin')
@@ -101,16 +100,6 @@ def random_inputs(interpreter: Any, seed: int = 0) -> Dict[int, np.ndarray]:
       values[detail['index']] = rng.integers(
           info.min, info.max, size=shape, endpoint=True).astype(dtype)
   return values
-
-
-def _median_ms(function, num_runs: int) -> float:
-  function()
-  times = []
-  for _ in range(num_runs):
-    start = time.perf_counter()
-    function()
-    times.append((time.perf_counter() - start) * 1000.0)
-  return statistics.median(times)
 
 
 def _single_op_model(schema: Any, utils: Any, model: Any,
@@ -190,7 +179,7 @@ def profile(tflite_model: bytes, num_threads: int = 1,
       whole.set_tensor(index, value)
     whole.invoke()
 
-  total_ms = _median_ms(run_whole, num_runs)
+  total_ms = timing.time_runs(run_whole, num_runs, warmup=1)['median_ms']
   # One more run leaves every intermediate tensor of that input in place.
   run_whole()
   model = utils.read_model_from_bytearray(bytearray(tflite_model))
@@ -217,7 +206,8 @@ def profile(tflite_model: bytes, num_threads: int = 1,
                for i in graph.operators[index].outputs]
     ops.append({'index': index, 'op': details['op_name'],
                 'part': part_of(outputs), 'output': outputs[0],
-                'ms': _median_ms(run_op, num_runs)})
+                'ms': timing.time_runs(run_op, num_runs,
+                                         warmup=1)['median_ms']})
   by_part: Dict[str, float] = {}
   by_op: Dict[str, float] = {}
   for op in ops:

@@ -37,14 +37,13 @@ Prints the scopes by time, then one JSON object on the last line.
 """
 
 import json
-import statistics
 import sys
-import time
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from absl import app
 from absl import flags
 
+from maskconver.tools import timing
 from maskconver.tools import tflite_op_profile
 
 FLAGS = flags.FLAGS
@@ -124,7 +123,7 @@ def cut_after(schema: Any, utils: Any, model: Any, end: int) -> bytes:
 
 def profile(tflite_model: bytes, scope_depth: int = 2,
             num_threads: int = 1, kernels: str = 'xnnpack',
-            num_runs: int = 100, rounds: int = 5,
+            num_runs: int = 100, rounds: int = timing.ROUNDS,
             seed: int = 0) -> Dict[str, Any]:
   """Times the model's cuts after every group (module doc).
 
@@ -163,20 +162,16 @@ def profile(tflite_model: bytes, scope_depth: int = 2,
       interpreter.set_tensor(index, value)
     interpreter.invoke()
     interpreters.append(interpreter)
-  times: List[List[float]] = [[] for _ in interpreters]
-  rounds = min(rounds, num_runs)
-  for round_index in range(rounds):
-    block = num_runs // rounds + (round_index < num_runs % rounds)
-    for interpreter, values in zip(interpreters, times):
-      interpreter.invoke()  # Warm again after the other cuts ran.
-      for _ in range(block):
-        start = time.perf_counter()
-        interpreter.invoke()
-        values.append((time.perf_counter() - start) * 1000.0)
+  # Per round, each cut runs once untimed (warm again after the others ran),
+  # then its block of timed invokes.
+  latency = timing.time_interleaved(
+      {str(index): {'cut': interpreter.invoke}
+       for index, interpreter in enumerate(interpreters)},
+      num_runs, warmup=0, rounds=rounds)
   previous = 0.0
   scopes: Dict[str, Dict[str, Any]] = {}
-  for group, values in zip(found, times):
-    group['cumulative_ms'] = statistics.median(values)
+  for index, group in enumerate(found):
+    group['cumulative_ms'] = latency[str(index)]['cut']['median_ms']
     group['ms'] = group['cumulative_ms'] - previous
     previous = group['cumulative_ms']
     entry = scopes.setdefault(group['scope'],
@@ -186,7 +181,8 @@ def profile(tflite_model: bytes, scope_depth: int = 2,
     entry['groups'] += 1
   return {
       'kernels': kernels, 'num_threads': num_threads,
-      'scope_depth': scope_depth, 'num_runs': num_runs, 'rounds': rounds,
+      'scope_depth': scope_depth, 'num_runs': num_runs,
+      'rounds': min(rounds, num_runs),
       'total_ms': previous, 'groups': found,
       'scopes': dict(sorted(scopes.items(), key=lambda kv: -kv[1]['ms'])),
   }
@@ -219,7 +215,8 @@ def define_flags() -> None:
                     'xnnpack (default delegate) or builtin kernels.')
   flags.DEFINE_integer('num_threads', 1, 'Interpreter threads.')
   flags.DEFINE_integer('num_runs', 100, 'Timed invokes per cut.')
-  flags.DEFINE_integer('rounds', 5, 'Interleaved blocks per cut.')
+  flags.DEFINE_integer('rounds', timing.ROUNDS,
+                       'Interleaved blocks per cut.')
 
 
 def main(argv: Sequence[str]) -> Optional[int]:
