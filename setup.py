@@ -40,9 +40,19 @@ setuptools.setup(
     entry_points={
         'console_scripts': [
             'maskconver-train=maskconver.train:run',
-            'maskconver-model-stats=maskconver.tools.model_stats:run',
             'maskconver-demo=maskconver.demo:run',
+            'maskconver-export-saved-model='
+            'maskconver.serving.export_saved_model:run',
+            'maskconver-export-tflite=maskconver.serving.export_tflite:run',
             'maskconver-evaluate-pq=maskconver.tools.evaluate_pq:run',
+            'maskconver-model-stats=maskconver.tools.model_stats:run',
+            'maskconver-scale-report=maskconver.tools.scale_report:run',
+            'maskconver-import-backbone=maskconver.tools.import_backbone:run',
+            'maskconver-synthetic=maskconver.data.synthetic:run',
+            'maskconver-convert-coco-panoptic='
+            'maskconver.data.convert_coco_panoptic:run',
+            'maskconver-check-dataset=maskconver.data.check_dataset:run',
+            'maskconver-check-records=maskconver.dataloaders.check_records:run',
         ],
     },
 )

@@ -48,6 +48,7 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from maskconver.common import flags as command_flags
 from maskconver.inference import demo_runner
 from maskconver.inference import media_inputs
 from maskconver.inference import predictor_factory
@@ -158,7 +159,7 @@ def main(argv: Sequence[str]) -> int:
 
 def run() -> None:
   """Console entry point (`maskconver-demo`)."""
-  app.run(main)
+  command_flags.run_command(main)
 
 
 if __name__ == '__main__':

@@ -13,7 +13,6 @@ same command resumes from the latest checkpoint in --model_dir. Every
 evaluation writes <model_dir>/eval_metrics.json.
 """
 
-from absl import app
 from absl import flags
 from absl import logging
 
@@ -27,6 +26,7 @@ from official.vision.utils import summary_manager
 import tf_keras
 
 from maskconver import registry_imports  # pylint: disable=unused-import
+from maskconver.common import flags as command_flags
 
 FLAGS = flags.FLAGS
 _SEED = flags.DEFINE_integer(
@@ -71,7 +71,7 @@ def run() -> None:
   """Console entry point."""
   tfm_flags.define_flags()
   flags.mark_flags_as_required(['experiment', 'mode', 'model_dir'])
-  app.run(main)
+  command_flags.run_command(main, also_list=[tfm_flags.__name__])
 
 
 if __name__ == '__main__':

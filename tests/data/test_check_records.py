@@ -1,4 +1,4 @@
-"""`python -m maskconver.data.check_records`: every bad shard, by name."""
+"""`python -m maskconver.dataloaders.check_records`: every bad shard, by name."""
 
 import json
 import os
@@ -9,7 +9,7 @@ import sys
 import pytest
 import tensorflow as tf
 
-from maskconver.data import check_records
+from maskconver.dataloaders import check_records
 from maskconver.data import label_map as label_map_lib
 
 
@@ -112,7 +112,7 @@ def test_module_exit_status(damaged_folder, converted_dataset):
   folder, _ = damaged_folder
   offset = _record_offsets(converted_dataset.train_shards[1])[1]
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3')
-  command = [sys.executable, '-m', 'maskconver.data.check_records']
+  command = [sys.executable, '-m', 'maskconver.dataloaders.check_records']
   bad = subprocess.run(command + [f'--input_path={folder}/train-00000-*,'
                                   f'{folder}/train-00001-*'],
                        capture_output=True, text=True, timeout=300, env=env,

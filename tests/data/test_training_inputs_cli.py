@@ -101,7 +101,7 @@ def test_corrupt_shard_stops_names_it_and_resumes_once_fixed(
   assert (f'{shard}: corrupted or truncated record 1 at byte offset '
           f'{offset} (the file has {len(data)} bytes)' in failed.stderr), (
               failed.stderr[-3000:])
-  assert 'maskconver.data.check_records' in failed.stderr
+  assert 'maskconver.dataloaders.check_records' in failed.stderr
   assert _steps(model_dir) == [2]  # The last checkpoint is intact.
 
   shutil.copy(original, shard)  # Fixed: the same command resumes.

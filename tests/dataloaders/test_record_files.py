@@ -165,7 +165,7 @@ def test_corrupt_record_stops_naming_file_record_and_offset(tmp_path, damage,
   assert (f'{bad}: corrupted or truncated record {index} at byte offset '
           f'{OFFSETS[index]} (the file has {expected_size} bytes)'
           in error.value.message)
-  assert 'maskconver.data.check_records' in error.value.message
+  assert 'maskconver.dataloaders.check_records' in error.value.message
   assert 'task.train_data.skip_corrupt_records=true' in error.value.message
 
 

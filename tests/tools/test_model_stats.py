@@ -9,6 +9,7 @@ from absl import flags
 import pytest
 import tf_keras
 
+from maskconver.common import flags as command_flags
 from maskconver.tools import model_stats
 
 
@@ -37,12 +38,14 @@ def test_count_flops_adds_a_depthwise_conv():
       16 * 16 * 9 * 3 * 4 + 8 * 8 * 25 * 4)
 
 
-def test_parse_size():
-  assert model_stats.parse_size('800x1200') == [800, 1200]
-  assert model_stats.parse_size('640X640') == [640, 640]
-  for bad in ('abc', '640', '640x', '1x2x3', '0x640', '-8x8'):
+def test_parse_input_size_takes_hxw_and_h_comma_w():
+  assert command_flags.parse_input_size('800x1200') == [800, 1200]
+  assert command_flags.parse_input_size('640X640') == [640, 640]
+  assert command_flags.parse_input_size('800,1200') == [800, 1200]
+  for bad in ('abc', '640', '640x', '1x2x3', '0x640', '-8x8', '8,8,8',
+              '8x8,8', ''):
     with pytest.raises(ValueError, match='--input_size'):
-      model_stats.parse_size(bad)
+      command_flags.parse_input_size(bad)
 
 
 def test_import_defines_no_flags():
@@ -78,6 +81,6 @@ def test_cli_rejects_a_bad_input_size(tmp_path):
   result = _run_cli(tmp_path, '--experiment=maskconver_mnmh_coco_256',
                     '--input_size=abc')
   assert result.returncode != 0
-  assert "--input_size must look like 640x640 (HxW), got 'abc'" in (
-      result.stderr)
+  assert ('--input_size must be two positive integers written HxW, e.g. '
+          "640x640 (H,W works too); got 'abc'") in result.stderr
   assert not result.stdout.strip()

@@ -17,7 +17,6 @@ is an 8-bit RGB PNG and has the image's size; every segment's category is in
 set; the image is listed in `images` and annotated once.
 """
 
-import argparse
 import collections
 import dataclasses
 import io
@@ -26,11 +25,13 @@ import os
 import sys
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Set, Tuple
 
+from absl import flags
 import numpy as np
 from PIL import Image
 import tqdm
 
 from maskconver import keys
+from maskconver.common import flags as command_flags
 from maskconver.data import coco_panoptic_io
 from maskconver.data import label_map as label_map_lib
 
@@ -421,19 +422,27 @@ def check_dataset(image_dir: str, panoptic_json: str, panoptic_masks_dir: str,
   return index, problems
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-  parser = argparse.ArgumentParser(
-      description='Checks a COCO panoptic dataset and prints a summary.')
-  parser.add_argument('--image_dir', required=True)
-  parser.add_argument('--panoptic_json', required=True)
-  parser.add_argument('--panoptic_masks_dir', required=True)
-  parser.add_argument('--num_workers', type=int,
-                      default=default_num_workers())
-  args = parser.parse_args(argv)
+def define_flags(values: command_flags.FlagValues) -> None:
+  """Defines the command's flags on `values`."""
+  flags.DEFINE_string('image_dir', None, 'Folder of the dataset images.',
+                      required=True, flag_values=values)
+  flags.DEFINE_string('panoptic_json', None,
+                      'COCO panoptic JSON (images, annotations, categories).',
+                      required=True, flag_values=values)
+  flags.DEFINE_string('panoptic_masks_dir', None,
+                      'Folder of the panoptic PNGs named in the JSON.',
+                      required=True, flag_values=values)
+  flags.DEFINE_integer('num_workers', default_num_workers(),
+                       'Processes reading the images and PNGs; 0: read them '
+                       'in this process.', lower_bound=0,
+                       flag_values=values)
+
+
+def _check(values: command_flags.FlagValues) -> int:
   try:
-    index, problems = check_dataset(args.image_dir, args.panoptic_json,
-                                    args.panoptic_masks_dir, args.num_workers,
-                                    progress=True)
+    index, problems = check_dataset(values.image_dir, values.panoptic_json,
+                                    values.panoptic_masks_dir,
+                                    values.num_workers, progress=True)
   except coco_panoptic_io.PanopticFormatError as e:
     print(f'error: {e}', file=sys.stderr)
     return 1
@@ -441,5 +450,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   return 1 if problems else 0
 
 
+def main(argv: Optional[Sequence[str]] = None) -> int:
+  """Runs the check on `argv` (default: the command line); exit status."""
+  return command_flags.run_with_flags(
+      _check, define_flags, sys.argv[1:] if argv is None else argv,
+      'maskconver-check-dataset')
+
+
+def run() -> None:
+  """Console entry point (`maskconver-check-dataset`)."""
+  command_flags.run_flag_command(_check, define_flags)
+
+
 if __name__ == '__main__':
-  sys.exit(main())
+  run()

@@ -23,7 +23,6 @@ only once all of them are complete, so an interrupted or failed run leaves no
 file that looks like a finished shard.
 """
 
-import argparse
 import contextlib
 import dataclasses
 import glob
@@ -34,12 +33,14 @@ import tempfile
 import time
 from typing import List, Optional, Sequence
 
+from absl import flags
 import tensorflow as tf
 import tqdm
 
 from official.vision.data import tfrecord_lib
 
 from maskconver import keys
+from maskconver.common import flags as command_flags
 from maskconver.data import check_dataset
 from maskconver.data import coco_panoptic_io
 from maskconver.data import label_map as label_map_lib
@@ -233,24 +234,40 @@ def convert(image_dir: str, panoptic_json: str, panoptic_masks_dir: str,
       skipped=skipped, skipped_images=skipped_images)
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-  parser = argparse.ArgumentParser(
-      description='Converts a COCO panoptic dataset to TFRecords.')
-  parser.add_argument('--image_dir', required=True)
-  parser.add_argument('--panoptic_json', required=True)
-  parser.add_argument('--panoptic_masks_dir', required=True)
-  parser.add_argument('--output_prefix', required=True)
-  parser.add_argument('--num_shards', type=int, default=1)
-  parser.add_argument('--num_workers', type=int,
-                      default=check_dataset.default_num_workers())
-  parser.add_argument('--skip_bad_images', action='store_true')
-  args = parser.parse_args(argv)
+def define_flags(values: command_flags.FlagValues) -> None:
+  """Defines the command's flags on `values`."""
+  flags.DEFINE_string('image_dir', None, 'Folder of the dataset images.',
+                      required=True, flag_values=values)
+  flags.DEFINE_string('panoptic_json', None,
+                      'COCO panoptic JSON (images, annotations, categories).',
+                      required=True, flag_values=values)
+  flags.DEFINE_string('panoptic_masks_dir', None,
+                      'Folder of the panoptic PNGs named in the JSON.',
+                      required=True, flag_values=values)
+  flags.DEFINE_string('output_prefix', None,
+                      'Shards are written as <prefix>-0000i-of-000NN.tfrecord '
+                      'beside <prefix>_label_map.json.',
+                      required=True, flag_values=values)
+  flags.DEFINE_integer('num_shards', 1, 'Number of TFRecord shards.',
+                       lower_bound=1, flag_values=values)
+  flags.DEFINE_integer('num_workers', check_dataset.default_num_workers(),
+                       'Processes encoding the examples; 0: encode them in '
+                       'this process.', lower_bound=0,
+                       flag_values=values)
+  flags.DEFINE_boolean('skip_bad_images', False,
+                       'Report and skip a bad image instead of stopping '
+                       '(default: stop, and write no shard).',
+                       flag_values=values)
+
+
+def _convert(values: command_flags.FlagValues) -> int:
   start = time.perf_counter()
   try:
-    result = convert(args.image_dir, args.panoptic_json,
-                     args.panoptic_masks_dir, args.output_prefix,
-                     num_shards=args.num_shards, num_workers=args.num_workers,
-                     skip_bad_images=args.skip_bad_images)
+    result = convert(values.image_dir, values.panoptic_json,
+                     values.panoptic_masks_dir, values.output_prefix,
+                     num_shards=values.num_shards,
+                     num_workers=values.num_workers,
+                     skip_bad_images=values.skip_bad_images)
   except ValueError as e:
     print(f'error: {e}', file=sys.stderr)
     return 1
@@ -259,11 +276,23 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
           'images (reported above):', file=sys.stderr)
     for path in result.skipped_images:
       print(f'  {path}', file=sys.stderr)
-  print(f'wrote {result.num_written} records to {args.num_shards} shard(s) '
-        f'{args.output_prefix}-*-of-{args.num_shards:05d}.tfrecord and '
+  print(f'wrote {result.num_written} records to {values.num_shards} shard(s) '
+        f'{values.output_prefix}-*-of-{values.num_shards:05d}.tfrecord and '
         f'{result.label_map_path} in {time.perf_counter() - start:.1f} s')
   return 0
 
 
+def main(argv: Optional[Sequence[str]] = None) -> int:
+  """Converts with `argv` (default: the command line); exit status."""
+  return command_flags.run_with_flags(
+      _convert, define_flags, sys.argv[1:] if argv is None else argv,
+      'maskconver-convert-coco-panoptic')
+
+
+def run() -> None:
+  """Console entry point (`maskconver-convert-coco-panoptic`)."""
+  command_flags.run_flag_command(_convert, define_flags)
+
+
 if __name__ == '__main__':
-  sys.exit(main())
+  run()

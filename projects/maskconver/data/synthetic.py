@@ -39,16 +39,17 @@ Usage::
       [--scenario=shapes|collisions|concave] [--rate=R]
 """
 
-import argparse
 import io
 import os
 import sys
 import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from absl import flags
 import numpy as np
 from PIL import Image
 
+from maskconver.common import flags as command_flags
 from maskconver.data import coco_panoptic_io
 from maskconver.data import synthetic_drawing as drawing
 from maskconver.data import synthetic_scenarios
@@ -181,34 +182,56 @@ def split_paths(output_dir: str, split: str) -> Dict[str, str]:
   }
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-  parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-  parser.add_argument('--output_dir', required=True)
-  parser.add_argument('--num_train', type=int, default=400)
-  parser.add_argument('--num_val', type=int, default=50)
-  parser.add_argument('--image_size', type=int, default=128)
-  parser.add_argument('--seed', type=int, default=0)
-  parser.add_argument('--scenario', default='shapes',
-                      help=f'One of {", ".join(SCENARIOS)}.')
-  parser.add_argument('--rate', type=float, default=None,
-                      help='Rate of the scenario in [0, 1] (default: '
-                      'collisions 0.5, concave 0.8).')
-  args = parser.parse_args(argv)
+def define_flags(values: command_flags.FlagValues) -> None:
+  """Defines the command's flags on `values`."""
+  flags.DEFINE_string('output_dir', None,
+                      'Where to write images/ and annotations/ (COCO '
+                      'panoptic layout).', required=True, flag_values=values)
+  flags.DEFINE_integer('num_train', 400, 'Train images.', lower_bound=0,
+                       flag_values=values)
+  flags.DEFINE_integer('num_val', 50, 'Val images.', lower_bound=0,
+                       flag_values=values)
+  flags.DEFINE_integer('image_size', 128, 'Side of the square images, px.',
+                       lower_bound=1, flag_values=values)
+  flags.DEFINE_integer('seed', 0, 'Seed: the same seed draws the same data.',
+                       flag_values=values)
+  flags.DEFINE_string('scenario', 'shapes',
+                      f'What to draw: one of {", ".join(SCENARIOS)}.',
+                      flag_values=values)
+  flags.DEFINE_float('rate', None, 'Rate of the scenario in [0, 1] '
+                     '(default: collisions 0.5, concave 0.8).',
+                     flag_values=values)
+
+
+def _generate(values: command_flags.FlagValues) -> int:
   start = time.perf_counter()
   try:
-    generate(args.output_dir, args.num_train, args.num_val, args.image_size,
-             args.seed, args.scenario, args.rate)
+    generate(values.output_dir, values.num_train, values.num_val,
+             values.image_size, values.seed, values.scenario, values.rate)
   except ValueError as e:
-    parser.error(str(e))
-  print(f'Wrote {args.num_train} train and {args.num_val} val images to '
-        f'{args.output_dir} in {time.perf_counter() - start:.1f} s')
-  if args.num_val:
-    val = split_paths(args.output_dir, 'val')
+    print(f'error: {e}', file=sys.stderr)
+    return command_flags.EXIT_USAGE
+  print(f'Wrote {values.num_train} train and {values.num_val} val images to '
+        f'{values.output_dir} in {time.perf_counter() - start:.1f} s')
+  if values.num_val:
+    val = split_paths(values.output_dir, 'val')
     print('val ' + synthetic_scenarios.format_statistics(
         synthetic_scenarios.measure(val['panoptic_json'],
                                     val['panoptic_masks_dir'])))
   return 0
 
 
+def main(argv: Optional[Sequence[str]] = None) -> int:
+  """Generates with `argv` (default: the command line); exit status."""
+  return command_flags.run_with_flags(
+      _generate, define_flags, sys.argv[1:] if argv is None else argv,
+      'maskconver-synthetic')
+
+
+def run() -> None:
+  """Console entry point (`maskconver-synthetic`)."""
+  command_flags.run_flag_command(_generate, define_flags)
+
+
 if __name__ == '__main__':
-  sys.exit(main())
+  run()

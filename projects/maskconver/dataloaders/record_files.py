@@ -37,7 +37,7 @@ import tensorflow as tf
 RECORD_OVERHEAD = 16
 _HEADER_BYTES = 12
 _CHECK_THREADS = 16
-_CHECK_RECORDS_COMMAND = 'python -m maskconver.data.check_records'
+_CHECK_RECORDS_COMMAND = 'python -m maskconver.dataloaders.check_records'
 
 
 class RecordFileError(ValueError):

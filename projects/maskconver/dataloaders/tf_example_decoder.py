@@ -31,7 +31,7 @@ def decode_panoptic_png(png_bytes: tf.Tensor) -> tf.Tensor:
 
 
 # The features of a panoptic tf.Example, with their types (also what
-# maskconver.data.check_records verifies in every record).
+# maskconver.dataloaders.check_records verifies in every record).
 FEATURE_SPEC = {
     keys.IMAGE_ENCODED: tf.io.FixedLenFeature((), tf.string),
     keys.IMAGE_HEIGHT: tf.io.FixedLenFeature((), tf.int64),

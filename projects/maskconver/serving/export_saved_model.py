@@ -5,7 +5,7 @@ r"""Exports a trained MaskConver checkpoint as a SavedModel.
       --config_file=configs/experiments/maskconver_mnmh_coco_640.yaml \
       --checkpoint_path=/path/to/model_dir \
       --export_dir=/path/to/export \
-      --input_type=image_tensor --input_image_size=640,640
+      --input_type=image_tensor --input_image_size=640x640
 
 writes, as Model Garden's exporter does, `<export_dir>/saved_model/` (the
 SavedModel), `<export_dir>/checkpoint/` (the weights) and
@@ -39,6 +39,7 @@ from official.core import export_base
 from official.vision.serving import export_saved_model_lib
 
 from maskconver import experiment_loading
+from maskconver.common import flags as command_flags
 from maskconver.serving import export_module
 
 FLAGS = flags.FLAGS
@@ -124,7 +125,7 @@ def export_inference_graph(params: cfg.ExperimentConfig,
 
 
 def load_params(experiment: Optional[str], config_files: Sequence[str],
-                params_override: str) -> cfg.ExperimentConfig:
+                params_override: Optional[str]) -> cfg.ExperimentConfig:
   """The experiment config with its overrides; errors name the flags."""
   try:
     params = experiment_loading.load_experiment(experiment, config_files,
@@ -134,19 +135,13 @@ def load_params(experiment: Optional[str], config_files: Sequence[str],
   params.lock()
   return params
 
-def parse_image_size(text: str, flag_name: str = '--input_image_size'
+def parse_image_size(text: str, flag_name: str = 'input_image_size'
                      ) -> List[int]:
-  """Parses 'height,width' into two positive ints; errors name the flag."""
+  """Parses 'HxW' (or 'H,W') into two positive ints; errors name the flag."""
   try:
-    size = [int(v) for v in text.split(',')]
+    return command_flags.parse_input_size(text, flag_name.lstrip('-'))
   except ValueError as e:
-    raise app.UsageError(
-        f'{flag_name} must be "height,width", e.g. 640,640; got {text!r}'
-    ) from e
-  if len(size) != 2 or min(size) <= 0:
-    raise app.UsageError(f'{flag_name} must be two positive ints '
-                         f'"height,width", got {text!r}')
-  return size
+    raise app.UsageError(str(e)) from e
 
 
 def parse_function_keys(text: str) -> Optional[Dict[str, str]]:
@@ -167,17 +162,8 @@ def parse_function_keys(text: str) -> Optional[Dict[str, str]]:
 
 def define_flags() -> None:
   """Defines the command-line flags (only when run as a program)."""
-  flags.DEFINE_string(
-      'experiment', None,
-      'Registered experiment, e.g. maskconver_mnmh_coco_640.')
-  flags.DEFINE_multi_string(
-      'config_file', None, 'YAML files overriding the experiment, in order.')
-  flags.DEFINE_string(
-      'params_override', '',
-      'YAML string or file overriding the experiment after --config_file.')
-  flags.DEFINE_string(
-      'checkpoint_path', None,
-      'Checkpoint prefix, or a directory whose latest checkpoint is exported.')
+  command_flags.define_experiment_flags()
+  command_flags.define_checkpoint_flags()
   flags.DEFINE_string('export_dir', None, 'Output directory.')
   flags.DEFINE_string(
       'input_type', 'image_tensor',
@@ -185,7 +171,8 @@ def define_flags() -> None:
       f'{", ".join(export_module.INPUT_TYPES)}.')
   flags.DEFINE_string(
       'input_image_size', None,
-      'height,width of the network input; default: task.model.input_size.')
+      'Network input HxW, e.g. 640x640 (H,W works too); default: '
+      'task.model.input_size.')
   flags.DEFINE_integer(
       'batch_size', None,
       'Batch size of the signature; default: any (1 for --input_type=tflite).')
@@ -201,10 +188,6 @@ def define_flags() -> None:
   flags.DEFINE_string(
       'export_checkpoint_subdir', 'checkpoint',
       'Subdirectory of --export_dir receiving a copy of the weights.')
-  flags.DEFINE_boolean(
-      'use_ema', True,
-      'Export the moving-average (EMA) weights when the checkpoint has them '
-      '(the evaluated model); --nouse_ema exports the raw weights.')
 
 
 def main(argv: Sequence[str]) -> None:
@@ -244,9 +227,9 @@ def main(argv: Sequence[str]) -> None:
 
 
 def run() -> None:
-  """Console entry point."""
+  """Console entry point (`maskconver-export-saved-model`)."""
   define_flags()
-  app.run(main)
+  command_flags.run_command(main)
 
 
 if __name__ == '__main__':

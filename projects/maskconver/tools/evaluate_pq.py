@@ -23,6 +23,7 @@ from typing import Any, Dict, List, Sequence
 from absl import app
 from absl import flags
 
+from maskconver.common import flags as command_flags
 from maskconver.data import coco_panoptic_io
 from maskconver.evaluation import panoptic_quality
 
@@ -105,10 +106,10 @@ def main(argv: Sequence[str]) -> None:
 
 
 def run() -> None:
-  """Console-script entry point."""
+  """Console-script entry point (`maskconver-evaluate-pq`)."""
   flags.mark_flags_as_required(['gt_json', 'gt_folder', 'pred_json',
                                 'pred_folder'])
-  app.run(main)
+  command_flags.run_command(main)
 
 
 if __name__ == '__main__':

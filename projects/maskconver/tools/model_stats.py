@@ -30,6 +30,7 @@ from tensorflow.python.framework import convert_to_constants
 from official.modeling import hyperparams
 
 from maskconver import experiment_loading
+from maskconver.common import flags as command_flags
 from maskconver.modeling import factory
 
 FLAGS = flags.FLAGS
@@ -41,29 +42,11 @@ def define_flags() -> None:
   Importing this module for its functions defines no flag, so it does not
   collide with the flags of other tools imported in the same process.
   """
-  flags.DEFINE_string(
-      'experiment', None,
-      'Registered experiment name, e.g. maskconver_r50_coco.')
-  flags.DEFINE_multi_string(
-      'config_file', None, 'YAML files overriding the experiment.')
-  flags.DEFINE_string(
-      'params_override', None,
-      'Overrides as a YAML string or key=value list.')
+  command_flags.define_experiment_flags()
   flags.DEFINE_string(
       'input_size', None,
-      'HxW network input; default: the experiment\'s model.input_size.')
-
-
-def parse_size(text: str) -> List[int]:
-  """Parses 'HxW' into [H, W], with an error naming the flag."""
-  try:
-    height, width = (int(v) for v in text.lower().split('x'))
-  except ValueError as e:
-    raise ValueError(
-        f'--input_size must look like 640x640 (HxW), got {text!r}') from e
-  if height <= 0 or width <= 0:
-    raise ValueError(f'--input_size must be positive, got {text!r}')
-  return [height, width]
+      'Network input HxW, e.g. 800x1200 (H,W works too); default: the '
+      "experiment's task.model.input_size.")
 
 
 def count_flops(model: tf_keras.Model, height: int, width: int) -> int:
@@ -108,7 +91,7 @@ def main(argv: Sequence[str]) -> Optional[int]:
     raise app.UsageError(str(e)) from e
   model_config = params.task.model
   try:
-    input_size = (parse_size(FLAGS.input_size) if FLAGS.input_size else
+    input_size = (command_flags.parse_input_size(FLAGS.input_size) if FLAGS.input_size else
                   list(model_config.input_size[:2]))
   except ValueError as e:
     raise app.UsageError(str(e)) from e
@@ -129,10 +112,10 @@ def main(argv: Sequence[str]) -> Optional[int]:
   return 0
 
 
-def run():
-  """Console entry point."""
+def run() -> None:
+  """Console entry point (`maskconver-model-stats`)."""
   define_flags()
-  app.run(main)
+  command_flags.run_command(main)
 
 
 if __name__ == '__main__':

@@ -40,6 +40,7 @@ from official.modeling import performance
 
 from maskconver import experiment_loading
 from maskconver import keys
+from maskconver.common import flags as command_flags
 from maskconver.data import convert_coco_panoptic
 from maskconver.data import synthetic
 from maskconver.dataloaders import copy_paste
@@ -53,9 +54,7 @@ FLAGS = flags.FLAGS
 
 def define_flags() -> None:
   """Defines the command-line flags (only when run as a program)."""
-  flags.DEFINE_string('experiment', None, 'Registered experiment name.')
-  flags.DEFINE_multi_string('config_file', None, 'YAML files to apply.')
-  flags.DEFINE_string('params_override', None, 'Overrides (YAML or k=v).')
+  command_flags.define_experiment_flags()
   flags.DEFINE_integer('global_batch_size', 0,
                        'Global training batch; 0: the recipe\'s.')
   flags.DEFINE_string('steps_per_second', '1,2,4',
@@ -237,10 +236,10 @@ def main(argv: Sequence[str]) -> Optional[int]:
   return 0
 
 
-def run():
-  """Console entry point."""
+def run() -> None:
+  """Console entry point (`maskconver-scale-report`)."""
   define_flags()
-  app.run(main)
+  command_flags.run_command(main)
 
 
 if __name__ == '__main__':
