@@ -59,7 +59,12 @@ EXIT_SOME_FAILED = 1
 EXIT_USAGE = 2
 
 _MODEL = flags.DEFINE_string(
-    'model', None, 'SavedModel directory or .tflite file.')
+    'model', None, 'SavedModel directory or .tflite file; or instead '
+    '--experiment with --checkpoint_path.')
+# --experiment, --config_file, --params_override, --checkpoint_path, --use_ema.
+command_flags.define_experiment_flags()
+command_flags.define_checkpoint_flags()
+FLAGS = flags.FLAGS
 _INPUT = flags.DEFINE_string(
     'input', None, 'An image, a video, or a folder of images and videos.')
 _OUTPUT_DIR = flags.DEFINE_string('output_dir', None, 'Where to write.')
@@ -69,16 +74,6 @@ _RECURSIVE = flags.DEFINE_boolean(
 _LABEL_MAP = flags.DEFINE_string(
     'label_map', None, "The converter's <prefix>_label_map.json: class names, "
     'colours and dataset category ids.')
-_EXPERIMENT = flags.DEFINE_string(
-    'experiment', None, 'Registered experiment (with --checkpoint_path) '
-    'instead of --model.')
-_CHECKPOINT_PATH = flags.DEFINE_string(
-    'checkpoint_path', None, 'Training checkpoint prefix, or a model_dir '
-    '(its latest checkpoint).')
-_CONFIG_FILE = flags.DEFINE_multi_string(
-    'config_file', None, 'YAML files overriding the experiment.')
-_PARAMS_OVERRIDE = flags.DEFINE_string(
-    'params_override', None, 'Overrides of the experiment (YAML or k=v).')
 _SCORE_THRESHOLD = flags.DEFINE_float(
     'score_threshold', None, 'Minimum segment score. With --experiment it '
     'replaces the post-processor threshold; exported models keep theirs and '
@@ -101,9 +96,6 @@ _MAX_IMAGE_PIXELS = flags.DEFINE_integer(
 _NUM_THREADS = flags.DEFINE_integer(
     'num_threads', None, 'TFLite interpreter threads.')
 _PROGRESS = flags.DEFINE_boolean('progress', True, 'Show progress bars.')
-_USE_EMA = flags.DEFINE_boolean(
-    'use_ema', True, 'With --checkpoint_path: use the moving-average (EMA) '
-    'weights when the checkpoint has them; --nouse_ema for the raw ones.')
 
 
 def _usage_error(message: str) -> int:
@@ -133,12 +125,12 @@ def main(argv: Sequence[str]) -> int:
     if _LABEL_MAP.value and not os.path.isfile(_LABEL_MAP.value):
       raise ValueError(f'--label_map={_LABEL_MAP.value}: no such file')
     predictor = predictor_factory.load_predictor(
-        model=_MODEL.value, experiment=_EXPERIMENT.value,
-        checkpoint_path=_CHECKPOINT_PATH.value,
-        config_files=_CONFIG_FILE.value or (),
-        params_override=_PARAMS_OVERRIDE.value,
+        model=_MODEL.value, experiment=FLAGS.experiment,
+        checkpoint_path=FLAGS.checkpoint_path,
+        config_files=FLAGS.config_file or (),
+        params_override=FLAGS.params_override,
         score_threshold=_SCORE_THRESHOLD.value,
-        num_threads=_NUM_THREADS.value, use_ema=_USE_EMA.value)
+        num_threads=_NUM_THREADS.value, use_ema=FLAGS.use_ema)
     classes = demo_runner.resolve_classes(_LABEL_MAP.value, predictor)
     os.makedirs(_OUTPUT_DIR.value, exist_ok=True)
   except (ValueError, OSError) as e:
