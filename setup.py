@@ -32,6 +32,8 @@ setuptools.setup(
         # LiteRT's interpreter and flatbuffer schema (TFLite export and
         # metadata; tf-models-official requires it too).
         'ai-edge-litert>=1.2',
+        # Reads torchvision / timm ImageNet weights (tools.import_backbone).
+        'safetensors>=0.4',
     ],
     extras_require={
         'test': ['pytest>=8', 'pytest-timeout>=2.3', 'pytest-xdist>=3.5',

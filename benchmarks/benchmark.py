@@ -1,6 +1,6 @@
 r"""Parameters, FLOPs and CPU latency of MaskConver in each export format.
 
-  python -m maskconver.tools.benchmark --experiment=maskconver_mnmh_coco_256 \
+  python -m benchmarks.benchmark --experiment=maskconver_mnmh_coco_256 \
       --input_size=256x256 \
       --formats=keras,saved_model,tflite_float32,tflite_dynamic,tflite_int8 \
       [--num_threads=1,2] [--tflite_kernels=xnnpack,builtin] \
@@ -26,7 +26,7 @@ frame after frame does. The formats:
 * saved_model: the `export_module` SavedModel (its `tflite`, `network` and
   `postprocess` signatures), run by TensorFlow;
 * tflite_float32 / tflite_fp16 / tflite_dynamic / tflite_int8: that
-  SavedModel converted by `export_tflite.convert` with quant_type none /
+  SavedModel converted by `tflite_conversion.convert` with quant_type none /
   fp16 / default (dynamic range, int8 weights) / int8_full (int8 weights
   and activations, uint8 quantized input; its merge part, all float, as
   int8_full_fp32_io), run by LiteRT (ai-edge-litert) when installed, else
@@ -46,7 +46,8 @@ weights when it has them (--nouse_ema: the raw ones); the table's `weights`
 line says which. Without it the weights are random, which is fine for latency
 (the post-processing time depends on how many detections pass the score
 threshold; random weights give an arbitrary number of them). FLOPs count
-one multiply-add as one FLOP (maskconver.tools.model_stats). Other jobs on
+one multiply-add as one FLOP (maskconver.tools.model_stats). `--input_size`
+is written HxW (H,W works too). Other jobs on
 the machine move absolute times; compare within one run (the ratios).
 
 Prints a table and, on its LAST line, one JSON object with the experiment,
@@ -54,8 +55,8 @@ input size, machine, params, FLOPs and {row: {part: {median_ms, min_ms,
 max_ms}}} (or {row: {"error": message}} if a format failed), the ratio of
 every row's medians to those of tflite_float32 with the same kernels and
 threads (`ratio_to_tflite_float32`; TensorFlow rows against the first
-pair), the merge's share of each row's total (`merge_share`) and, as
-before, `int8_float_ratio` (tflite_int8 / tflite_float32, first pair).
+pair), the merge's share of each row's total (`merge_share`) and
+`int8_float_ratio` (tflite_int8 / tflite_float32, first pair).
 """
 
 import json
@@ -72,26 +73,28 @@ from absl import logging
 import numpy as np
 import tensorflow as tf
 
+from benchmarks import timing
 from maskconver import experiment_loading
 from maskconver import keys
 from maskconver import registry_imports  # pylint: disable=unused-import
+from maskconver.common import flags as command_flags
+from maskconver.inference import tflite_runtime
 from maskconver.serving import export_module
 from maskconver.serving import export_saved_model
-from maskconver.serving import export_tflite
+from maskconver.serving import tflite_conversion
 from maskconver.tools import model_stats
-from maskconver.tools import timing
 
 FLAGS = flags.FLAGS
 FORMATS = ('keras', 'saved_model', 'tflite_float32', 'tflite_fp16',
            'tflite_dynamic', 'tflite_int8')
-# Quantization type of each TFLite format (export_tflite.QUANT_TYPES).
+# Quantization type of each TFLite format (tflite_conversion.QUANT_TYPES).
 TFLITE_QUANT_TYPES = {
     'tflite_float32': None,
     'tflite_fp16': 'fp16',
     'tflite_dynamic': 'default',
     'tflite_int8': 'int8_full',
 }
-TFLITE_KERNELS = ('xnnpack', 'builtin')
+TFLITE_KERNELS = tflite_runtime.KERNELS
 PARTS = ('network', 'postprocess', 'total')
 # Signature of each part in the benchmark's SavedModel.
 _SIGNATURES = {'total': 'tflite', 'network': 'network',
@@ -102,30 +105,14 @@ _CALIBRATION_STEPS = 8
 def define_flags() -> None:
   """Defines the command-line flags (only when run as a program).
 
-  `model_stats` defines --experiment, --config_file, --params_override and
-  --input_size when imported, with the meaning they have here; they are
-  defined here only if absent.
+  Without --checkpoint_path the weights are random.
   """
-  shared = (
-      (flags.DEFINE_string, 'experiment', None,
-       'Registered experiment, e.g. maskconver_mnmh_coco_256.'),
-      (flags.DEFINE_multi_string, 'config_file', None,
-       'YAML files overriding the experiment.'),
-      (flags.DEFINE_string, 'params_override', None,
-       'YAML string or file overriding the experiment.'),
-      (flags.DEFINE_string, 'input_size', None,
-       'HxW network input; default: task.model.input_size.'),
-  )
-  for define, name, default, help_text in shared:
-    if name not in FLAGS:
-      define(name, default, help_text)
-  flags.DEFINE_string('checkpoint_path', None,
-                      'Checkpoint prefix or directory; default: random '
-                      'weights.')
-  if 'use_ema' not in FLAGS:
-    flags.DEFINE_boolean('use_ema', True,
-                         'With --checkpoint_path: the moving-average (EMA) '
-                         'weights when the checkpoint has them.')
+  command_flags.define_experiment_flags()
+  command_flags.define_checkpoint_flags()
+  flags.DEFINE_string(
+      'input_size', None,
+      'Network input HxW, e.g. 256x256 (H,W works too); default: the '
+      "experiment's task.model.input_size.")
   flags.DEFINE_list('formats', list(FORMATS),
                     f'Comma-separated formats among {", ".join(FORMATS)}.')
   flags.DEFINE_integer('num_runs', 20, 'Timed runs per part and format.')
@@ -192,28 +179,12 @@ def _saved_model_parts(saved_model_dir: str, image: np.ndarray,
   }
 
 
-def _quantized_feed(runner: Any, feed: Mapping[str, np.ndarray]
-                    ) -> Dict[str, np.ndarray]:
-  """Feeds float values to integer inputs with their quantization."""
-  details = runner.get_input_details()
-  quantized = {}
-  for name, value in feed.items():
-    dtype = np.dtype(details[name]['dtype'])
-    scale, zero_point = details[name]['quantization']
-    if dtype.kind in 'iu' and value.dtype.kind == 'f' and scale:
-      limits = np.iinfo(dtype)
-      value = np.clip(np.round(value / scale + zero_point), limits.min,
-                      limits.max).astype(dtype)
-    quantized[name] = value
-  return quantized
-
-
 def _tflite_models(saved_model_dir: str, quant_type: Optional[str],
                    work_dir: str, name: str, image: np.ndarray,
                    postprocess_calibration: List[Dict[str, np.ndarray]]
                    ) -> Dict[str, bytes]:
   """Converts the three signatures: {part: TFLite model}."""
-  image_calibration = export_tflite.random_calibration_dataset(
+  image_calibration = tflite_conversion.random_calibration_dataset(
       image.shape, _CALIBRATION_STEPS)
   calibration = {
       'network': image_calibration,
@@ -227,14 +198,14 @@ def _tflite_models(saved_model_dir: str, quant_type: Optional[str],
       # The merge stays float in every int8 type; its inputs are no image.
       part_quant_type = 'int8_full_fp32_io'
     start = time.perf_counter()
-    model = export_tflite.convert(
+    model = tflite_conversion.convert(
         saved_model_dir, part_quant_type,
         calibration[part] if quant_type and quant_type.startswith('int8')
         else None, signature_key=signature)
     logging.info('%s %s: converted in %.1f s, %.2f MB', name, part,
                  time.perf_counter() - start, len(model) / 1e6)
-    export_tflite.write_atomic(os.path.join(work_dir, f'{name}_{part}.tflite'),
-                               model)
+    tflite_conversion.write_atomic(
+        os.path.join(work_dir, f'{name}_{part}.tflite'), model)
     models[part] = model
   return models
 
@@ -248,11 +219,10 @@ def _tflite_parts(models: Mapping[str, bytes], kernels: str,
             'postprocess': _postprocess_inputs(network_outputs)}
   parts = {}
   for part, signature in _SIGNATURES.items():
-    interpreter = export_tflite.make_interpreter(
-        models[part], num_threads=num_threads,
-        use_xnnpack=kernels == 'xnnpack')
+    interpreter = tflite_runtime.make_interpreter(
+        models[part], num_threads=num_threads, kernels=kernels)
     runner = interpreter.get_signature_runner(signature)
-    feed = _quantized_feed(runner, inputs[part])
+    feed = tflite_runtime.quantize_inputs(runner, inputs[part])
     parts[part] = (lambda runner=runner, feed=feed: runner(**feed))
   return parts
 
@@ -451,7 +421,7 @@ def main(argv: Sequence[str]) -> Optional[int]:
   params = export_saved_model.load_params(
       FLAGS.experiment, FLAGS.config_file, FLAGS.params_override or '')
   try:
-    input_size = (model_stats.parse_size(FLAGS.input_size)
+    input_size = (command_flags.parse_input_size(FLAGS.input_size)
                   if FLAGS.input_size else
                   list(params.task.model.input_size[:2]))
     checkpoint_path = (experiment_loading.resolve_checkpoint(
@@ -471,9 +441,9 @@ def main(argv: Sequence[str]) -> Optional[int]:
 
 
 def run() -> None:
-  """Console entry point."""
+  """Runs the command (`python -m benchmarks.benchmark`)."""
   define_flags()
-  app.run(main)
+  command_flags.run_command(main)
 
 
 if __name__ == '__main__':

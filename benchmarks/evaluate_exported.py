@@ -1,6 +1,6 @@
 r"""PQ of the Keras model and of its exported SavedModel / TFLite variants.
 
-  python scripts/evaluate_exported.py --experiment=maskconver_synthetic \
+  python -m benchmarks.evaluate_exported --experiment=maskconver_synthetic \
       --config_file=configs/experiments/maskconver_synthetic.yaml \
       --checkpoint_path=/tmp/quickstart/model \
       --saved_model_dir=/tmp/export/saved_model \
@@ -20,11 +20,13 @@ training class ids) of each variant:
   size and resized to the original with nearest neighbour -- what the TFLite
   models compute, before conversion;
 * saved_model (with --saved_model_dir): its serving_default signature, which
-  must take uint8 images (--input_type=image_tensor);
+  must take uint8 images (--input_type=image_tensor), run by
+  `maskconver.inference.saved_model_predictor` on the original image;
 * tflite_<name> (each --tflite=name=path): the TFLite model's single
-  signature on the parser's normalized image (quantized if the model takes
-  quantized integers; turned back into uint8 pixels for a `tflite_uint8`
-  export, which normalizes them itself), maps resized like keras_input_res.
+  signature, run by `maskconver.inference.tflite_predictor` on the parser's
+  normalized image (quantized if the model takes quantized integers; turned
+  back into uint8 pixels for a `tflite_uint8` export, which normalizes them
+  itself), maps resized like keras_input_res.
 
 Besides PQ / SQ / RQ (All, Things, Stuff, x100), each variant gets its
 pixel agreement with its reference: the share of original-resolution pixels
@@ -49,12 +51,14 @@ from official.vision.ops import preprocess_ops
 from maskconver import experiment_loading
 from maskconver import keys
 from maskconver import registry_imports  # pylint: disable=unused-import
+from maskconver.common import flags as command_flags
 from maskconver.dataloaders import tf_example_decoder
 from maskconver.evaluation import panoptic_quality
 from maskconver.evaluation import prediction_writer
+from maskconver.inference import saved_model_predictor as saved_model_lib
+from maskconver.inference import tflite_predictor as tflite_lib
 from maskconver.serving import export_module
 from maskconver.serving import export_saved_model
-from maskconver.serving import export_tflite
 from maskconver.tasks import maskconver_task
 
 FLAGS = flags.FLAGS
@@ -67,13 +71,9 @@ Predictor = Callable[[Example], Tuple[np.ndarray, np.ndarray]]
 
 def define_flags() -> None:
   """Defines the command-line flags (only when run as a program)."""
-  flags.DEFINE_string('experiment', None, 'Registered experiment.')
-  flags.DEFINE_multi_string('config_file', None,
-                            'YAML files overriding the experiment.')
-  flags.DEFINE_string('params_override', '',
-                      'YAML string or file overriding the experiment.')
-  flags.DEFINE_string('checkpoint_path', None,
-                      'Checkpoint of the Keras model (prefix or directory).')
+  command_flags.define_experiment_flags()
+  # --checkpoint_path: the Keras variants' weights.
+  command_flags.define_checkpoint_flags()
   flags.DEFINE_string('saved_model_dir', None,
                       'SavedModel exported with --input_type=image_tensor.')
   flags.DEFINE_multi_string('tflite', [],
@@ -115,24 +115,14 @@ def validation_examples(params: Any,
 def normalized_input(example: Example) -> np.ndarray:
   """float32 [h, w, 3]: the parser's image, normalized.
 
-  The parser gives uint8 pixels (normalized on the device since the targets
-  moved there) or, before that, the normalized float image.
+  The parser gives uint8 pixels, which the model normalizes on the device; a
+  float image is taken as normalized already.
   """
   image = example['input']
   if image.dtype == np.uint8:
     return ((image.astype(np.float32) - np.float32(preprocess_ops.MEAN_RGB)) /
             np.float32(preprocess_ops.STDDEV_RGB))
   return image.astype(np.float32)
-
-
-def pixel_input(example: Example) -> np.ndarray:
-  """uint8 [h, w, 3]: the parser's resized, padded image as pixels."""
-  image = example['input']
-  if image.dtype == np.uint8:
-    return image
-  return np.clip(np.round(
-      image * np.float32(preprocess_ops.STDDEV_RGB) +
-      np.float32(preprocess_ops.MEAN_RGB)), 0, 255).astype(np.uint8)
 
 
 def _first(outputs: Mapping[str, Any]) -> Tuple[np.ndarray, np.ndarray]:
@@ -163,46 +153,27 @@ def keras_predictors(module: export_module.MaskConverModule
   }
 
 
+def _segments(prediction: Any) -> Tuple[np.ndarray, np.ndarray]:
+  """(segment map at the original resolution, segment classes)."""
+  prediction = prediction.at_image_size()
+  return prediction.segment_map, prediction.segment_classes
+
+
 def saved_model_predictor(saved_model_dir: str) -> Predictor:
   """The 'saved_model' variant (a uint8 image_tensor signature)."""
-  signature = tf.saved_model.load(saved_model_dir).signatures[
-      'serving_default']
-  _, specs = signature.structured_input_signature
-  if specs['inputs'].dtype != tf.uint8:
+  predictor = saved_model_lib.SavedModelPredictor(saved_model_dir)
+  if predictor.input_size is not None:
     raise ValueError(f'--saved_model_dir={saved_model_dir}: serving_default '
-                     f'takes {specs["inputs"].dtype.name}; export with '
+                     'takes a fixed-size float input; export with '
                      '--input_type=image_tensor')
-  return lambda ex: _first(signature(inputs=tf.constant(
-      ex[keys.IMAGE][np.newaxis])))
+  return lambda ex: _segments(predictor.predict(ex[keys.IMAGE]))
 
 
 def tflite_predictor(tflite_path: str) -> Predictor:
-  """A TFLite variant; integer inputs are quantized with the model's params."""
-  with tf.io.gfile.GFile(tflite_path, 'rb') as f:
-    interpreter = export_tflite.make_interpreter(f.read())
-  signatures = interpreter.get_signature_list()
-  if len(signatures) != 1:
-    raise ValueError(f'{tflite_path}: expected one signature, got '
-                     f'{sorted(signatures)}')
-  name = next(iter(signatures))
-  runner = interpreter.get_signature_runner(name)
-  detail = runner.get_input_details()['inputs']
-  dtype = np.dtype(detail['dtype'])
-  scale, zero_point = detail['quantization']
-
-  def predict(example: Example) -> Tuple[np.ndarray, np.ndarray]:
-    if dtype == np.uint8 and not scale:
-      # Raw pixels: a tflite_uint8 export normalizes them itself.
-      return _to_original(runner(inputs=pixel_input(example)[np.newaxis]),
-                          example)
-    image = normalized_input(example)[np.newaxis]
-    if dtype.kind in 'iu':
-      limits = np.iinfo(dtype)
-      image = np.clip(np.round(image / scale + zero_point), limits.min,
-                      limits.max)
-    return _to_original(runner(inputs=image.astype(dtype)), example)
-
-  return predict
+  """A TFLite variant, fed the parser's image (module doc)."""
+  predictor = tflite_lib.TfLitePredictor(tflite_path)
+  return lambda ex: _segments(predictor.predict_preprocessed(
+      normalized_input(ex), ex[keys.IMAGE_INFO]))
 
 
 def _source_id(example: Example) -> str:
@@ -317,7 +288,7 @@ def main(argv: Sequence[str]) -> Optional[int]:
         input_image_size=list(params.task.model.input_size[:2]))
     try:
       restored = experiment_loading.restore_model_weights(
-          module.model, FLAGS.checkpoint_path)
+          module.model, FLAGS.checkpoint_path, use_ema=FLAGS.use_ema)
     except ValueError as e:
       raise app.UsageError(str(e)) from e
     logging.warning('keras variants: %s', restored.description)
@@ -337,6 +308,11 @@ def main(argv: Sequence[str]) -> Optional[int]:
   return 0
 
 
-if __name__ == '__main__':
+def run() -> None:
+  """Runs the command (`python -m benchmarks.evaluate_exported`)."""
   define_flags()
-  app.run(main)
+  command_flags.run_command(main)
+
+
+if __name__ == '__main__':
+  run()

@@ -1,7 +1,7 @@
 """Measures training input throughput: decode + parse + batch, images/s.
 
 Usage:
-  python scripts/benchmark_input_pipeline.py [--records='/path/train*']
+  python -m benchmarks.input_pipeline [--records='/path/train*']
       [--image_size=640] [--num_images=16] [--batch=8] [--runs=5]
       [--batches_per_run=8] [--threads=0]
 
@@ -31,7 +31,7 @@ import os
 import statistics
 import tempfile
 import time
-from typing import Dict, List, Tuple
+from typing import List, Tuple
 
 import tensorflow as tf
 

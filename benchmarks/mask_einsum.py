@@ -1,13 +1,13 @@
 r"""TFLite latency of the mask einsum's two forms, float32 and int8.
 
-  python scripts/benchmark_mask_einsum.py [--mask_size=64] [--channels=256] \
+  python -m benchmarks.mask_einsum [--mask_size=64] [--channels=256] \
       [--num_masks=50] [--num_runs=30]
 
 The mask logits are features [1, H, W, C] times K embeddings [1, K, C]
 (`maskconver.modeling.layers.mask_projection.MaskProjection`). Its default
 form is an einsum, which TFLite runs as a BATCH_MATMUL; its fully connected
 form (batch 1, the int8 twin of the TFLite exports) a FULLY_CONNECTED with
-runtime weights. This script converts both forms alone to float32 and to
+runtime weights. This benchmark converts both forms alone to float32 and to
 int8 (calibrated on random normal inputs) and prints, for each, the median
 milliseconds of `--num_runs` invokes with XNNPACK and with TFLite's own
 kernels, 1 and 2 threads, and the ratio to the float32 einsum with the same
@@ -24,12 +24,11 @@ from absl import flags
 import numpy as np
 import tensorflow as tf
 
+from benchmarks import timing
+from maskconver.inference import tflite_runtime
 from maskconver.modeling.layers import mask_projection
-from maskconver.serving import export_tflite
-from maskconver.tools import timing
 
 FLAGS = flags.FLAGS
-KERNELS = ('xnnpack', 'builtin')
 THREADS = (1, 2)
 
 
@@ -66,10 +65,9 @@ def measure(model: bytes, num_runs: int) -> Dict[str, float]:
   """{'<kernels>:<threads>t': median ms} on random normal inputs."""
   rng = np.random.default_rng(1)
   times = {}
-  for kernels in KERNELS:
+  for kernels in tflite_runtime.KERNELS:
     for threads in THREADS:
-      interpreter = export_tflite.make_interpreter(
-          model, threads, use_xnnpack=kernels == 'xnnpack')
+      interpreter = tflite_runtime.make_interpreter(model, threads, kernels)
       for detail in interpreter.get_input_details():
         value = rng.normal(size=detail['shape']).astype(np.float32)
         interpreter.set_tensor(detail['index'], value)

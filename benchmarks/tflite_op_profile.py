@@ -1,6 +1,6 @@
 r"""Per-operator CPU time of a TFLite model, measured op by op.
 
-  python -m maskconver.tools.tflite_op_profile --tflite_path=model.tflite \
+  python -m benchmarks.tflite_op_profile --tflite_path=model.tflite \
       [--kernels=xnnpack|builtin] [--num_threads=1] [--num_runs=10] [--top=15]
 
 The Python interpreters (LiteRT's and tf.lite's) expose no profiler, and
@@ -28,11 +28,11 @@ from absl import app
 from absl import flags
 import numpy as np
 
-from maskconver.serving import export_tflite
-from maskconver.tools import timing
+from benchmarks import timing
+from maskconver.inference import tflite_runtime
 
 FLAGS = flags.FLAGS
-KERNELS = ('xnnpack', 'builtin')
+KERNELS = tflite_runtime.KERNELS
 # Part of the model -> substrings of output tensor names, checked in order.
 PARTS = (
     ('merge', ('panoptic_postprocessor', 'image_info')),
@@ -64,26 +64,6 @@ def part_of(tensor_names: Sequence[str]) -> str:
       if any(needle in lowered for needle in needles):
         return part
   return 'other'
-
-
-def _op_resolver(kernels: str) -> Any:
-  if kernels not in KERNELS:
-    raise ValueError(f'--kernels must be one of {KERNELS}, got {kernels!r}')
-  interpreter_module = sys.modules[export_tflite.interpreter_class().__module__]
-  resolver = interpreter_module.OpResolverType
-  return (resolver.AUTO if kernels == 'xnnpack' else
-          resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-
-
-def make_interpreter(model: bytes, num_threads: int, kernels: str,
-                     preserve_all_tensors: bool = False) -> Any:
-  """An allocated interpreter with `kernels` (KERNELS) and threads."""
-  interpreter = export_tflite.interpreter_class()(
-      model_content=model, num_threads=num_threads,
-      experimental_op_resolver_type=_op_resolver(kernels),
-      experimental_preserve_all_tensors=preserve_all_tensors)
-  interpreter.allocate_tensors()
-  return interpreter
 
 
 def random_inputs(interpreter: Any, seed: int = 0) -> Dict[int, np.ndarray]:
@@ -170,8 +150,8 @@ def profile(tflite_model: bytes, num_threads: int = 1,
      'by_part': {part: ms}, 'by_op': {op type: ms}}.
   """
   schema, utils = schema_modules()
-  whole = make_interpreter(tflite_model, num_threads, kernels,
-                           preserve_all_tensors=True)
+  whole = tflite_runtime.make_interpreter(tflite_model, num_threads, kernels,
+                                         preserve_all_tensors=True)
   inputs = random_inputs(whole, seed)
 
   def run_whole():
@@ -191,7 +171,8 @@ def profile(tflite_model: bytes, num_threads: int = 1,
       continue
     index = details['index']
     single, feeds = _single_op_model(schema, utils, model, index)
-    interpreter = make_interpreter(single, num_threads, kernels)
+    interpreter = tflite_runtime.make_interpreter(single, num_threads,
+                                                  kernels)
     values = [whole.get_tensor(i) for i in feeds]
     input_indices = [d['index'] for d in interpreter.get_input_details()]
 

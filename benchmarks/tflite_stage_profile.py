@@ -1,10 +1,10 @@
 r"""Where a TFLite model spends its time, by name scope, timed in the model.
 
-  python -m maskconver.tools.tflite_stage_profile --tflite_path=model.tflite \
+  python -m benchmarks.tflite_stage_profile --tflite_path=model.tflite \
       [--scope_depth=2] [--kernels=xnnpack|builtin] [--num_threads=1] \
       [--num_runs=100] [--rounds=5]
 
-`tools.tflite_op_profile` times every operator alone, which misleads for
+`benchmarks.tflite_op_profile` times every operator alone, which misleads for
 models of many small operators such as the fast merge: XNNPACK's elementwise
 operators run several times faster inside their delegate partition than cut
 out alone, and the builtin operators between partitions cost more in place.
@@ -26,7 +26,7 @@ less so.
 
 The post-processor's fast merge names its stages (`rank`, `labels`,
 `uniform`, `cells`, `refine`, `areas`, `paint`, `unpack`), so on the merge
-model exported by `tools.benchmark` (`WORK_DIR/tflite_float32_postprocess
+model exported by `benchmarks.benchmark` (`WORK_DIR/tflite_float32_postprocess
 .tflite`) this prints where the merge goes. Inputs are random (normal
 floats, full-range integers): for the merge model no detection is then
 valid, which is what the benchmark's random weights give too. Every cut is
@@ -43,8 +43,9 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 from absl import app
 from absl import flags
 
-from maskconver.tools import timing
-from maskconver.tools import tflite_op_profile
+from benchmarks import timing
+from benchmarks import tflite_op_profile
+from maskconver.inference import tflite_runtime
 
 FLAGS = flags.FLAGS
 
@@ -131,7 +132,7 @@ def profile(tflite_model: bytes, scope_depth: int = 2,
     tflite_model: the model (one subgraph is profiled: the first).
     scope_depth: name scope components that make a group.
     num_threads: interpreter threads.
-    kernels: 'xnnpack' or 'builtin' (tflite_op_profile.KERNELS).
+    kernels: 'xnnpack' or 'builtin' (tflite_runtime.KERNELS).
     num_runs: timed invokes per cut, spread over the rounds.
     rounds: blocks per cut, interleaved with the other cuts' blocks.
     seed: seed of the random inputs.
@@ -154,8 +155,7 @@ def profile(tflite_model: bytes, scope_depth: int = 2,
   for group in found:
     cut = (tflite_model if group['end'] == len(model.subgraphs[0].operators)
            else cut_after(schema, utils, model, group['end']))
-    interpreter = tflite_op_profile.make_interpreter(cut, num_threads,
-                                                     kernels)
+    interpreter = tflite_runtime.make_interpreter(cut, num_threads, kernels)
     if inputs is None:
       inputs = tflite_op_profile.random_inputs(interpreter, seed)
     for index, value in inputs.items():
@@ -211,7 +211,7 @@ def define_flags() -> None:
   flags.DEFINE_string('tflite_path', None, 'The .tflite model.')
   flags.DEFINE_integer('scope_depth', 2,
                        'Name scope components that make a group.')
-  flags.DEFINE_enum('kernels', 'xnnpack', list(tflite_op_profile.KERNELS),
+  flags.DEFINE_enum('kernels', 'xnnpack', list(tflite_runtime.KERNELS),
                     'xnnpack (default delegate) or builtin kernels.')
   flags.DEFINE_integer('num_threads', 1, 'Interpreter threads.')
   flags.DEFINE_integer('num_runs', 100, 'Timed invokes per cut.')

@@ -1,7 +1,7 @@
 """Wall-clock timing of calls: medians, and rows timed interleaved.
 
-Shared by `tools.benchmark` and the TFLite profilers, so that they time
-alike: milliseconds per call from `time.perf_counter`, medians with the
+Shared by `benchmark`, the TFLite profilers and `mask_einsum`, so that they
+time alike: milliseconds per call from `time.perf_counter`, medians with the
 minimum and maximum.
 """
 

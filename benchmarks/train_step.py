@@ -1,12 +1,12 @@
 """Measures the training step rate of an experiment on this machine, images/s.
 
 Usage:
-  python scripts/benchmark_train_step.py --experiment=maskconver_mnmh_coco_256
+  python -m benchmarks.train_step --experiment=maskconver_mnmh_coco_256
       [--batch=8] [--steps=10] [--warmup=2]
 
 Runs the real task's train_step (forward, losses, backward, AdamW update) on
 one synthetic batch shaped like the parser's output, so the number is the
-model's side of the comparison with scripts/benchmark_input_pipeline.py: the
+model's side of the comparison with benchmarks.input_pipeline: the
 input pipeline is not the bottleneck when it delivers more images/s than this.
 Prints the median, min and max step time and images/s, then one JSON line.
 """

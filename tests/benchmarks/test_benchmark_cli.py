@@ -5,9 +5,7 @@ import json
 from absl import app
 import pytest
 
-from maskconver.tools import benchmark
-
-_BENCHMARK = 'maskconver.tools.benchmark'
+from benchmarks import benchmark
 
 
 def _latency(median):
@@ -43,8 +41,8 @@ def test_table_lists_every_format():
   assert int8_row.split()[1:] == ['failed:', 'no', 'kernel']
 
 
-def test_cli_prints_json_last(serving, tiny_module):
-  result = serving.run_module(_BENCHMARK, [
+def test_cli_prints_json_last(serving, tiny_module, run_lab):
+  result = run_lab('benchmark', [
       f'--experiment={serving.experiment}',
       f'--params_override={serving.override_flag}', '--formats=keras',
       '--num_runs=2', '--warmup=1'])
@@ -87,8 +85,8 @@ def test_bad_formats_are_named():
 
 
 @pytest.mark.slow
-def test_cli_all_formats(serving, tmp_path):
-  result = serving.run_module(_BENCHMARK, [
+def test_cli_all_formats(serving, tmp_path, run_lab):
+  result = run_lab('benchmark', [
       f'--experiment={serving.experiment}',
       f'--params_override={serving.override_flag}', '--num_runs=2',
       '--warmup=1', f'--work_dir={tmp_path}'])
@@ -105,8 +103,8 @@ def test_cli_all_formats(serving, tmp_path):
 
 
 @pytest.mark.slow
-def test_cli_kernels_and_threads(serving, tmp_path):
-  result = serving.run_module(_BENCHMARK, [
+def test_cli_kernels_and_threads(serving, tmp_path, run_lab):
+  result = run_lab('benchmark', [
       f'--experiment={serving.experiment}',
       f'--params_override={serving.override_flag}', '--num_runs=2',
       '--warmup=1', '--formats=saved_model,tflite_float32,tflite_int8',

@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from benchmarks import tflite_op_profile
+from benchmarks import tflite_stage_profile
 from maskconver import keys
+from maskconver.inference import tflite_runtime
 from maskconver.modeling import panoptic_postprocessor
-from maskconver.tools import tflite_op_profile
-from maskconver.tools import tflite_stage_profile
 
 
 @tf.function(input_signature=[tf.TensorSpec([2, 3], tf.float32)])
@@ -47,7 +48,7 @@ def _read(model):
 def _reference(model_bytes, seed):
   """(schema, utils, ModelT, random inputs, every tensor's value)."""
   schema, utils = tflite_op_profile.schema_modules()
-  interpreter = tflite_op_profile.make_interpreter(model_bytes, 1, 'builtin')
+  interpreter = tflite_runtime.make_interpreter(model_bytes, 1, 'builtin')
   inputs = tflite_op_profile.random_inputs(interpreter, seed=seed)
   return (schema, utils, _read(model_bytes), inputs,
           _all_tensors(model_bytes, inputs))
@@ -55,7 +56,7 @@ def _reference(model_bytes, seed):
 
 def _all_tensors(model, inputs):
   """{tensor index: value} of every tensor after one run of `model`."""
-  interpreter = tflite_op_profile.make_interpreter(
+  interpreter = tflite_runtime.make_interpreter(
       model, 1, 'builtin', preserve_all_tensors=True)
   for index, value in inputs.items():
     interpreter.set_tensor(index, value)
@@ -140,7 +141,7 @@ def test_op_profile_cuts_every_op_out_exactly(scoped_model):
     # pylint: disable-next=protected-access
     single, feeds = tflite_op_profile._single_op_model(schema, utils, model,
                                                        index)
-    alone = tflite_op_profile.make_interpreter(single, 1, 'builtin')
+    alone = tflite_runtime.make_interpreter(single, 1, 'builtin')
     for detail, feed in zip(alone.get_input_details(), feeds):
       alone.set_tensor(detail['index'], expected.get(feed, inputs.get(feed)))
     alone.invoke()
@@ -184,9 +185,12 @@ def test_the_fast_merge_names_its_stages():
 
 
 def _run_cli(*arguments):
+  # From the checkout root, where `benchmarks` is.
+  root = os.path.dirname(os.path.dirname(os.path.dirname(
+      os.path.abspath(__file__))))
   return subprocess.run(
-      [sys.executable, '-m', 'maskconver.tools.tflite_stage_profile',
-       *arguments], capture_output=True, text=True, check=False,
+      [sys.executable, '-m', 'benchmarks.tflite_stage_profile', *arguments],
+      capture_output=True, text=True, check=False, cwd=root,
       env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2'))
 
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from maskconver.tools import timing
+from benchmarks import timing
 
 
 def test_time_runs_counts_runs_after_warmup():

@@ -15,7 +15,6 @@ from maskconver.data import coco_panoptic_io
 from maskconver.data import convert_coco_panoptic
 
 _BAD_INDEX = 1  # The second of three images, so one is already written.
-_REPO = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
 
 
 def _edit_json(paths, edit):
@@ -187,8 +186,7 @@ def test_script_exits_non_zero_naming_files(synthetic_dataset, split_copier,
                                               tmp_path, _remove_png)
   argv = _argv(paths, tmp_path / 'out' / 'val')
   process = subprocess.run(
-      [sys.executable, os.path.join(_REPO, 'scripts',
-                                    'convert_coco_panoptic.py'), *argv],
+      [sys.executable, '-m', 'maskconver.data.convert_coco_panoptic', *argv],
       capture_output=True, text=True, timeout=120, check=False)
   assert process.returncode == 1
   assert (f'image {image_path} (panoptic PNG {png_path}): panoptic PNG not '

@@ -49,7 +49,7 @@ from maskconver.data import convert_coco_panoptic
 from maskconver.data import synthetic
 from maskconver.serving import export_module
 from maskconver.serving import export_saved_model
-from maskconver.serving import export_tflite
+from maskconver.serving import tflite_conversion
 
 EXPERIMENT = 'maskconver_synthetic'
 INPUT_SIZE = 64
@@ -199,7 +199,7 @@ def exported(tiny_module, tmp_path_factory) -> str:
 
 @pytest.fixture(scope='session')
 def tflite_float(exported) -> bytes:
-  return export_tflite.convert(exported, None, signature_key='tflite')
+  return tflite_conversion.convert(exported, None, signature_key='tflite')
 
 
 @pytest.fixture(scope='session')

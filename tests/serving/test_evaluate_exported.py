@@ -1,4 +1,4 @@
-"""scripts/evaluate_exported.py: PQ of the Keras model and its exports."""
+"""benchmarks.evaluate_exported: PQ of the Keras model and its exports."""
 
 import json
 import os
@@ -9,15 +9,17 @@ from absl import app
 import numpy as np
 import pytest
 
+from benchmarks import evaluate_exported as evaluate_exported_lib
 from maskconver import keys
 
-_SCRIPT = os.path.join(os.path.dirname(__file__), '..', '..', 'scripts',
-                       'evaluate_exported.py')
+# The checkout root, from which `python -m benchmarks...` runs.
+_REPO = os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))))
 
 
 @pytest.fixture(scope='module')
-def evaluate_exported(load_script):
-  return load_script('evaluate_exported')
+def evaluate_exported():
+  return evaluate_exported_lib
 
 
 @pytest.fixture(scope='module')
@@ -78,10 +80,11 @@ def test_cli_evaluates_a_tflite_model(serving, val_records, tflite_float,
   override = serving.override_flag_with(
       {'task': {'validation_data': {'input_path': val_records}}})
   result = subprocess.run(
-      [sys.executable, _SCRIPT, f'--experiment={serving.experiment}',
+      [sys.executable, '-m', 'benchmarks.evaluate_exported',
+       f'--experiment={serving.experiment}',
        f'--params_override={override}', f'--tflite=float32={tflite_path}',
        '--num_images=2', f'--output_json={output_json}'],
-      capture_output=True, text=True, timeout=300, check=False)
+      capture_output=True, text=True, timeout=300, check=False, cwd=_REPO)
   assert result.returncode == 0, result.stderr
   report = json.loads(result.stdout.strip().splitlines()[-1])
   assert report == json.loads(output_json.read_text())

@@ -8,8 +8,9 @@ import tensorflow as tf
 
 from maskconver import experiment_loading
 from maskconver import keys
+from maskconver.inference import tflite_runtime
 from maskconver.serving import export_module
-from maskconver.serving import export_tflite
+from maskconver.serving import tflite_rewrite
 
 _EXPORT = 'maskconver.serving.export_saved_model'
 _TFLITE = 'maskconver.serving.export_tflite'
@@ -108,9 +109,9 @@ def test_export_then_tflite_cli(serving, checkpoint_prefix, tiny_module,
   assert result.returncode == 0, result.stderr
   assert 'float32' in result.stdout
   model = tflite_path.read_bytes()
-  assert export_tflite.non_builtin_ops(model) == []
+  assert tflite_rewrite.non_builtin_ops(model) == []
   normalized, eager = _eager(tiny_module, test_image)
-  runner = export_tflite.make_interpreter(model).get_signature_runner()
+  runner = tflite_runtime.make_interpreter(model).get_signature_runner()
   lite = runner(inputs=normalized.numpy())
   agreement = np.mean(lite[keys.PANOPTIC_SEGMENT_MAP] ==
                       eager[keys.PANOPTIC_SEGMENT_MAP].numpy())
@@ -139,7 +140,7 @@ def test_int8_cli_calibrates_on_validation_data(serving, exported, val_records,
       '--calibration_steps=3'])
   assert result.returncode == 0, result.stderr
   model = tflite_path.read_bytes()
-  assert export_tflite.non_builtin_ops(model) == []
-  interpreter = export_tflite.make_interpreter(model)
+  assert tflite_rewrite.non_builtin_ops(model) == []
+  interpreter = tflite_runtime.make_interpreter(model)
   details = interpreter.get_signature_runner('tflite').get_input_details()
   assert details['inputs']['dtype'] == np.float32

@@ -5,8 +5,10 @@ import pytest
 import tensorflow as tf
 
 from maskconver import keys
+from maskconver.inference import tflite_runtime
 from maskconver.serving import export_module
-from maskconver.serving import export_tflite
+from maskconver.serving import tflite_conversion
+from maskconver.serving import tflite_rewrite
 
 _MAPS = (keys.PANOPTIC_SEGMENT_MAP, keys.CATEGORY_MASK, keys.INSTANCE_MASK)
 
@@ -18,7 +20,7 @@ def _eager_and_input(tiny_module, test_image):
 
 
 def _run(tflite_model, image, runtime):
-  interpreter = export_tflite.make_interpreter(tflite_model, runtime=runtime)
+  interpreter = tflite_runtime.make_interpreter(tflite_model, runtime=runtime)
   assert list(interpreter.get_signature_list()) == ['tflite']
   runner = interpreter.get_signature_runner('tflite')
   return runner(inputs=image)
@@ -29,10 +31,10 @@ def _agreement(actual, expected):
 
 
 def _assert_builtin_only(tflite_model):
-  names = export_tflite.op_names(tflite_model)
+  names = tflite_rewrite.op_names(tflite_model)
   assert names, 'no ops found'
   assert not [n for n in names if n.startswith('Flex')]
-  assert export_tflite.non_builtin_ops(tflite_model) == []
+  assert tflite_rewrite.non_builtin_ops(tflite_model) == []
   # The panoptic merge is inside the model.
   assert {'ARG_MAX', 'ONE_HOT', 'CUMSUM', 'TOPK_V2'} <= set(names)
 
@@ -78,8 +80,9 @@ def test_dynamic_range_tflite_has_int8_weights_and_runs(exported, tflite_float,
                                                         tiny_module,
                                                         test_image):
   # Quantization noise changes the random tiny model's maps a lot; their
-  # agreement is measured on a trained model (scripts/evaluate_exported.py).
-  dynamic = export_tflite.convert(exported, 'default', signature_key='tflite')
+  # agreement is measured on a trained model (benchmarks.evaluate_exported).
+  dynamic = tflite_conversion.convert(exported, 'default',
+                                     signature_key='tflite')
   _assert_builtin_only(dynamic)
   # int8 instead of float32 weights: well under half the size.
   assert len(dynamic) < 0.5 * len(tflite_float)
@@ -89,17 +92,18 @@ def test_dynamic_range_tflite_has_int8_weights_and_runs(exported, tflite_float,
 
 def test_conversion_errors_name_the_problem(exported):
   with pytest.raises(ValueError, match='--quant_type'):
-    export_tflite.normalize_quant_type('int4')
-  assert export_tflite.normalize_quant_type('none') is None
-  assert export_tflite.normalize_quant_type(None) is None
+    tflite_conversion.normalize_quant_type('int4')
+  assert tflite_conversion.normalize_quant_type('none') is None
+  assert tflite_conversion.normalize_quant_type(None) is None
   with pytest.raises(ValueError, match='--input_type=tflite'):
-    export_tflite.signature_input_specs(exported, 'serving_default')
+    tflite_conversion.signature_input_specs(exported, 'serving_default')
   with pytest.raises(ValueError, match="no signature 'missing'"):
-    export_tflite.signature_input_specs(exported, 'missing')
-  specs = export_tflite.signature_input_specs(exported, 'tflite')
+    tflite_conversion.signature_input_specs(exported, 'missing')
+  specs = tflite_conversion.signature_input_specs(exported, 'tflite')
   assert specs['inputs'].shape == [1, 64, 64, 3]
   with pytest.raises(ValueError, match='calibration data'):
-    export_tflite.convert(exported, 'int8_full', None, signature_key='tflite')
+    tflite_conversion.convert(exported, 'int8_full', None,
+                              signature_key='tflite')
 
 
 def _op_input_types(tflite_model):
@@ -122,13 +126,14 @@ def test_quantized_tflite_builtin_only_and_runs(exported, tiny_params,
                                                 test_image, quant_type):
   params = tiny_params.replace(
       task={'validation_data': {'input_path': val_records}})
-  calibration = (export_tflite.calibration_dataset(params, [1, 64, 64, 3], 3)
-                 if quant_type.startswith('int8') else None)
-  model = export_tflite.convert(exported, quant_type, calibration,
-                                signature_key='tflite')
+  calibration = (
+      tflite_conversion.calibration_dataset(params, [1, 64, 64, 3], 3)
+      if quant_type.startswith('int8') else None)
+  model = tflite_conversion.convert(exported, quant_type, calibration,
+                                    signature_key='tflite')
   _assert_builtin_only(model)
   eager, image = _eager_and_input(tiny_module, test_image)
-  interpreter = export_tflite.make_interpreter(model)
+  interpreter = tflite_runtime.make_interpreter(model)
   runner = interpreter.get_signature_runner('tflite')
   detail = runner.get_input_details()['inputs']
   if np.dtype(detail['dtype']).kind in 'iu':
@@ -140,9 +145,10 @@ def test_quantized_tflite_builtin_only_and_runs(exported, tiny_params,
   _assert_consistent(outputs)
   if quant_type.startswith('int8'):
     op_types = _op_input_types(model)
-    # All convs int8 but the heatmap output conv (export_tflite.FLOAT_SCOPES).
+    # All convs int8 but the heatmap output conv
+    # (tflite_conversion.FLOAT_SCOPES).
     assert op_types['CONV_2D'] == {'int8', 'float32'}
-    # The merge stays in float (export_tflite.FLOAT_SCOPES).
+    # The merge stays in float (tflite_conversion.FLOAT_SCOPES).
     assert op_types['DIV'] == {'float32'}
     assert op_types['ARG_MAX'] == {'float32'}
     np.testing.assert_array_equal(outputs[keys.IMAGE_INFO][0],
@@ -239,7 +245,7 @@ def test_float_top_k_keeps_the_values_and_their_slices_float():
   x = np.array([0.3, -1.0, 2.0, 0.71, 0.72, 1.5], np.float32)
 
   def run(model):
-    interpreter = export_tflite.make_interpreter(model)
+    interpreter = tflite_runtime.make_interpreter(model)
     interpreter.set_tensor(interpreter.get_input_details()[0]['index'], x)
     interpreter.invoke()
     return [interpreter.get_tensor(d['index'])
@@ -249,11 +255,11 @@ def test_float_top_k_keeps_the_values_and_their_slices_float():
   best, indices = run(model)
   # In int8 (scale 0.05) 0.71 and 0.72 are both 14: the tie goes to 0.71.
   np.testing.assert_array_equal(indices, [2, 5, 3])
-  fixed = export_tflite.float_top_k(model)
-  assert sorted(export_tflite.op_names(fixed)) == ['STRIDED_SLICE', 'TOPK_V2']
+  fixed = tflite_rewrite.float_top_k(model)
+  assert sorted(tflite_rewrite.op_names(fixed)) == ['STRIDED_SLICE', 'TOPK_V2']
   best, indices = run(fixed)
   np.testing.assert_array_equal(indices, [2, 5, 4])
   np.testing.assert_array_equal(best, np.float32([2.0, 1.5]))
   # An op that computes on the int8 values cannot be handed float32.
   with pytest.raises(ValueError, match="'values' are read in int8"):
-    export_tflite.float_top_k(_quantized_top_k_model(int8_add_reader=True))
+    tflite_rewrite.float_top_k(_quantized_top_k_model(int8_add_reader=True))

@@ -8,10 +8,12 @@ import pytest
 import tensorflow as tf
 
 from maskconver import keys
+from maskconver.inference import tflite_runtime
 from maskconver.serving import export_module
 from maskconver.serving import export_saved_model
-from maskconver.serving import export_tflite
+from maskconver.serving import tflite_conversion
 from maskconver.serving import tflite_metadata
+from maskconver.serving import tflite_rewrite
 
 _MAPS = (keys.PANOPTIC_SEGMENT_MAP, keys.CATEGORY_MASK, keys.INSTANCE_MASK)
 
@@ -34,11 +36,11 @@ def pixels(test_image):
 
 
 def test_uint8_signature_normalizes_inside(uint8_export, tiny_module, pixels):
-  specs = export_tflite.signature_input_specs(uint8_export)
+  specs = tflite_conversion.signature_input_specs(uint8_export)
   assert specs['inputs'].dtype == tf.uint8
   assert specs['inputs'].shape == [1, 64, 64, 3]
-  model = export_tflite.convert(uint8_export)
-  runner = export_tflite.make_interpreter(model).get_signature_runner(
+  model = tflite_conversion.convert(uint8_export)
+  runner = tflite_runtime.make_interpreter(model).get_signature_runner(
       'serving_default')
   assert runner.get_input_details()['inputs']['dtype'] == np.uint8
   lite = runner(inputs=pixels)
@@ -57,11 +59,11 @@ def test_uint8_signature_normalizes_inside(uint8_export, tiny_module, pixels):
 
 
 def test_metadata_describes_the_model_and_round_trips(uint8_export, pixels):
-  model = export_tflite.convert(uint8_export)
+  model = tflite_conversion.convert(uint8_export)
   assert tflite_metadata.read_metadata(model) is None
   labels = [{'id': i, 'name': f'shape{i}', 'isthing': i < 4,
              'category_id': 10 + i} for i in range(7)]
-  described = export_tflite.with_metadata(model, 7, 4, labels)
+  described = tflite_conversion.with_metadata(model, 7, 4, labels)
   metadata = tflite_metadata.read_metadata(described)
   assert metadata['format'] == tflite_metadata.FORMAT
   assert metadata['input']['dtype'] == 'uint8'
@@ -79,10 +81,10 @@ def test_metadata_describes_the_model_and_round_trips(uint8_export, pixels):
           metadata['void_class']) == (7, 4, keys.VOID_CLASS)
   # Written again, the entry is replaced, not repeated; the graph runs as
   # before.
-  again = export_tflite.with_metadata(described, 7, 4)
+  again = tflite_conversion.with_metadata(described, 7, 4)
   assert tflite_metadata.read_metadata(again)['labels'][0]['name'] == (
       'class_0')
-  run = lambda m: export_tflite.make_interpreter(m).get_signature_runner(
+  run = lambda m: tflite_runtime.make_interpreter(m).get_signature_runner(
       'serving_default')(inputs=pixels)
   for key, value in run(model).items():
     np.testing.assert_array_equal(run(again)[key], value, err_msg=key)
@@ -93,12 +95,12 @@ def test_int8_full_takes_raw_pixels_and_keeps_the_merge_float(
     uint8_export, tiny_params, val_records, pixels):
   params = tiny_params.replace(
       task={'validation_data': {'input_path': val_records}})
-  calibration = export_tflite.calibration_dataset(
+  calibration = tflite_conversion.calibration_dataset(
       params, [1, 64, 64, 3], 3, tf.uint8)
   first = next(iter(calibration()))[0]
   assert first.dtype == np.uint8 and first.shape == (1, 64, 64, 3)
-  model = export_tflite.convert(uint8_export, 'int8_full', calibration)
-  interpreter = export_tflite.make_interpreter(model)
+  model = tflite_conversion.convert(uint8_export, 'int8_full', calibration)
+  interpreter = tflite_runtime.make_interpreter(model)
   runner = interpreter.get_signature_runner('serving_default')
   detail = runner.get_input_details()['inputs']
   # Raw pixels: uint8 without quantization parameters.
@@ -113,11 +115,11 @@ def test_int8_full_takes_raw_pixels_and_keeps_the_merge_float(
     types.setdefault(op['op_name'], []).append(
         np.dtype(tensors[op['inputs'][0]]['dtype']).name)
   # Every conv is int8 but the heatmap head's output conv (kept float with
-  # the selector, export_tflite.FLOAT_SCOPES).
+  # the selector, tflite_conversion.FLOAT_SCOPES).
   assert types['CONV_2D'].count('float32') == 1
   assert types['CONV_2D'].count('int8') == len(types['CONV_2D']) - 1 >= 5
   assert set(types['ARG_MAX']) == {'float32'}   # the merge stays float
-  assert set(types['TOPK_V2']) == {'float32'}   # export_tflite.float_top_k
+  assert set(types['TOPK_V2']) == {'float32'}   # tflite_rewrite.float_top_k
 
 
 @pytest.mark.slow
@@ -165,7 +167,7 @@ def fast_merge_exports(tiny_module, tiny_params, val_records,
     directory = export_saved_model.save_module(
         module, {'tflite_uint8': 'serving_default'},
         str(tmp_path_factory.mktemp(method) / 'saved_model'))
-    assert export_tflite.signature_keys(directory) == [
+    assert tflite_conversion.signature_keys(directory) == [
         'serving_default', 'serving_default_int8']
     exports[method] = (params, directory)
   return exports
@@ -178,8 +180,8 @@ def test_fast_merge_tflite_computes_the_mask_einsum_once(fast_merge_exports,
   # +12 ms at 640 on the mobile recipe).
   outputs = {}
   for method, (_, directory) in fast_merge_exports.items():
-    model = export_tflite.convert(directory)
-    interpreter = export_tflite.make_interpreter(model)
+    model = tflite_conversion.convert(directory)
+    interpreter = tflite_runtime.make_interpreter(model)
     ops = [op['op_name'] for op in interpreter._get_ops_details()]  # pylint: disable=protected-access
     assert ops.count('BATCH_MATMUL') == 1, (method, ops.count('BATCH_MATMUL'))
     outputs[method] = interpreter.get_signature_runner('serving_default')(
@@ -194,7 +196,7 @@ def test_int8_full_runs_the_fast_merge_in_float(fast_merge_exports, pixels):
 
   The quantizer quantizes the fast merge's TOPK_V2 (the best and runner-up
   ranks of each mask pixel) although its scope is denylisted;
-  export_tflite.float_top_k turns it, and the reshape of its values, back to
+  tflite_rewrite.float_top_k turns it, and the reshape of its values, back to
   float. Before that, the interpreter refused the model (a STRIDED_SLICE
   from float32 to int8). Same weights and calibration, so the int8 network
   is the same with either merge, and the fast merge's maps agree with the
@@ -202,10 +204,10 @@ def test_int8_full_runs_the_fast_merge_in_float(fast_merge_exports, pixels):
   """
   maps = {}
   for method, (params, directory) in fast_merge_exports.items():
-    calibration = export_tflite.calibration_dataset(
+    calibration = tflite_conversion.calibration_dataset(
         params, [1, 64, 64, 3], 3, tf.uint8)
-    model = export_tflite.convert(directory, 'int8_full', calibration)
-    interpreter = export_tflite.make_interpreter(model)
+    model = tflite_conversion.convert(directory, 'int8_full', calibration)
+    interpreter = tflite_runtime.make_interpreter(model)
     maps[method] = interpreter.get_signature_runner('serving_default')(
         inputs=pixels)
     tensors = {t['index']: t for t in interpreter.get_tensor_details()}
@@ -235,11 +237,11 @@ def test_int8_full_runs_the_fast_merge_in_float(fast_merge_exports, pixels):
 
 def test_int8_without_the_twin_keeps_the_einsum_float(fast_merge_exports):
   params, directory = fast_merge_exports['exact']
-  calibration = export_tflite.calibration_dataset(
+  calibration = tflite_conversion.calibration_dataset(
       params, [1, 64, 64, 3], 3, tf.uint8)
-  model = export_tflite.convert(directory, 'int8_full', calibration,
-                                int8_twin=False)
-  interpreter = export_tflite.make_interpreter(model)
+  model = tflite_conversion.convert(directory, 'int8_full', calibration,
+                                    int8_twin=False)
+  interpreter = tflite_runtime.make_interpreter(model)
   tensors = {t['index']: t for t in interpreter.get_tensor_details()}
   einsum = _runtime_weight_matmuls(interpreter._get_ops_details())  # pylint: disable=protected-access
   assert [op['op_name'] for op in einsum] == ['BATCH_MATMUL']

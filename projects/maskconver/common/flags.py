@@ -126,10 +126,20 @@ def run_with_flags(work: Callable[[FlagValues], int],
   return work(values)
 
 
+_HELP_FLAGS = ('--help', '-help', '--helpshort', '-helpshort', '--helpfull',
+               '-helpfull', '-?', '-h')
+
+
 def _parse_flags(argv: List[str]) -> List[str]:
-  """absl's flag parsing, with a usage error as one line and EXIT_USAGE."""
+  """absl's flag parsing; --help exits 0, a usage error is one line and 2."""
   try:
     return FLAGS(argv)
+  except SystemExit as e:
+    # absl's help flags print the help and exit 1; asking for help is not
+    # an error.
+    if any(a.split('=')[0] in _HELP_FLAGS for a in argv[1:]):
+      sys.exit(0)
+    raise e
   except flags.Error as e:
     print(f'error: {e}\nTry --help for the flags of {argv[0]}.',
           file=sys.stderr)

@@ -12,7 +12,7 @@ converter does), since the outputs are found by name.
 """
 
 import os
-from typing import Optional, Tuple
+from typing import Optional
 
 import numpy as np
 
@@ -20,15 +20,7 @@ from official.vision.ops import preprocess_ops
 
 from maskconver.inference import predictor
 from maskconver.inference import preprocessing
-
-# pylint: disable=g-import-not-at-top
-try:
-  from ai_edge_litert import interpreter as _litert
-  _Interpreter = _litert.Interpreter
-except ImportError:  # LiteRT is optional; TensorFlow ships an interpreter.
-  import tensorflow as tf
-  _Interpreter = tf.lite.Interpreter
-# pylint: enable=g-import-not-at-top
+from maskconver.inference import tflite_runtime
 
 
 class TfLitePredictor(predictor.Predictor):
@@ -51,8 +43,8 @@ class TfLitePredictor(predictor.Predictor):
       raise ValueError(f'{path}: no such TFLite file')
     self._path = path
     try:
-      self._interpreter = _Interpreter(model_path=path,
-                                       num_threads=num_threads)
+      self._interpreter = tflite_runtime.make_interpreter(
+          model_path=path, num_threads=num_threads)
     except ValueError as e:
       raise ValueError(f'{path}: not a TFLite model ({e})') from e
     signatures = self._interpreter.get_signature_list()
@@ -74,12 +66,11 @@ class TfLitePredictor(predictor.Predictor):
       raise ValueError(f'{path}: expected one input, got {sorted(inputs)}')
     (self._input_name, details), = inputs.items()
     shape = [int(v) for v in details['shape']]
+    self._input_details = details
     self._input_dtype = np.dtype(details['dtype'])
-    self._input_quantization = _quantization(details)
-    self._raw_pixels = (self._input_dtype == np.uint8 and
-                        self._input_quantization is None)
-    quantized_ok = (self._input_dtype in (np.uint8, np.int8) and
-                    self._input_quantization is not None) or self._raw_pixels
+    quantized = tflite_runtime.quantization(details) is not None
+    self._raw_pixels = self._input_dtype == np.uint8 and not quantized
+    quantized_ok = quantized or self._raw_pixels
     if ((self._input_dtype != np.float32 and not quantized_ok) or
         len(shape) != 4 or shape[0] != 1 or shape[3] != 3):
       raise ValueError(
@@ -88,9 +79,6 @@ class TfLitePredictor(predictor.Predictor):
           "[1, height, width, 3] (export with input type 'tflite' and batch "
           'size 1)')
     self._input_size = shape[1:3]
-    self._output_quantization = {
-        name: _quantization(output)
-        for name, output in self._runner.get_output_details().items()}
 
   @property
   def description(self) -> str:
@@ -102,30 +90,30 @@ class TfLitePredictor(predictor.Predictor):
     return list(self._input_size)
 
   def predict(self, image: np.ndarray) -> predictor.PanopticPrediction:
-    normalized, image_info = preprocessing.preprocess_image(
-        image, self._input_size)
-    feed = normalized[None]
+    return self.predict_preprocessed(
+        *preprocessing.preprocess_image(image, self._input_size))
+
+  def predict_preprocessed(self, normalized: np.ndarray,
+                           image_info: np.ndarray
+                           ) -> predictor.PanopticPrediction:
+    """Segments an image pre-processed like `preprocessing.preprocess_image`.
+
+    Args:
+      normalized: float32 [input_height, input_width, 3], the image resized,
+        normalized and zero padded as the evaluation parser does.
+      image_info: float [4, 2] image info of that pre-processing.
+
+    Returns:
+      The panoptic prediction of the original image.
+    """
+    feed = np.asarray(normalized, np.float32)[None]
     if self._raw_pixels:
       feed = np.clip(np.round(
           feed * np.float32(preprocess_ops.STDDEV_RGB) +
           np.float32(preprocess_ops.MEAN_RGB)), 0, 255).astype(np.uint8)
-    elif self._input_quantization is not None:
-      scale, zero_point = self._input_quantization
-      limits = np.iinfo(self._input_dtype)
-      feed = np.clip(np.round(feed / scale + zero_point), limits.min,
-                     limits.max).astype(self._input_dtype)
-    outputs = self._runner(**{self._input_name: feed})
-    for name, quantization in self._output_quantization.items():
-      if quantization is not None and name in outputs:
-        scale, zero_point = quantization
-        outputs[name] = (outputs[name].astype(np.float32) - zero_point) * scale
+    else:
+      feed = tflite_runtime.quantize(feed, self._input_details)
+    outputs = tflite_runtime.dequantize_outputs(
+        self._runner, self._runner(**{self._input_name: feed}))
     return predictor.PanopticPrediction.from_outputs(
         outputs, image_info=image_info, source=self.description)
-
-
-def _quantization(details) -> Optional[Tuple[float, int]]:
-  """(scale, zero point) of a quantized uint8 / int8 tensor, else None."""
-  scale, zero_point = details.get('quantization', (0.0, 0))
-  if np.dtype(details['dtype']) not in (np.uint8, np.int8) or not scale:
-    return None
-  return float(scale), int(zero_point)

@@ -1,0 +1,6 @@
+"""Moved: run `python -m benchmarks.tflite_op_profile` from the repository root."""
+
+from maskconver.tools import _moved
+
+if __name__ == '__main__':
+  _moved.exit_moved('maskconver.tools.tflite_op_profile', 'benchmarks.tflite_op_profile')
