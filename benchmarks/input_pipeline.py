@@ -25,16 +25,18 @@ median process CPU milliseconds per image, which is robust to other load on
 the machine), then one JSON line with the same numbers.
 """
 
-import argparse
 import json
 import os
 import statistics
+import sys
 import tempfile
 import time
 from typing import List, Tuple
 
+from absl import flags
 import tensorflow as tf
 
+from maskconver.common import flags as command_flags
 from maskconver.data import synthetic
 from maskconver.dataloaders import copy_paste
 from maskconver.dataloaders import parser as parser_lib
@@ -103,28 +105,36 @@ def _time(dataset: tf.data.Dataset, batch: int, runs: int,
   return rates, cpu_ms
 
 
-def main() -> None:
-  arg_parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  arg_parser.add_argument('--records', default='',
-                          help='comma-separated TFRecord globs; default: '
-                          'write synthetic records to a temp dir')
-  arg_parser.add_argument('--image_size', type=int, default=640,
-                          help='side of the synthetic source images')
-  arg_parser.add_argument('--num_images', type=int, default=16)
-  arg_parser.add_argument('--batch', type=int, default=8)
-  arg_parser.add_argument('--runs', type=int, default=5)
-  arg_parser.add_argument('--batches_per_run', type=int, default=8)
-  arg_parser.add_argument('--threads', type=int, default=0,
-                          help='tf.data private thread pool size (0: TF '
-                          'default)')
-  args = arg_parser.parse_args()
+def define_flags(values: command_flags.FlagValues) -> None:
+  """Defines the benchmark's flags on `values`."""
+  flags.DEFINE_string('records', '', 'Comma-separated TFRecord globs; '
+                      'default: synthetic records written to a temp dir.',
+                      flag_values=values)
+  flags.DEFINE_integer('image_size', 640, 'Side of the synthetic source '
+                       'images.', lower_bound=1, flag_values=values)
+  flags.DEFINE_integer('num_images', 16, 'Synthetic source images.',
+                       lower_bound=1, flag_values=values)
+  flags.DEFINE_integer('batch', 8, 'Batch size.', lower_bound=1,
+                       flag_values=values)
+  flags.DEFINE_integer('runs', 5, 'Timed runs (the median is reported).',
+                       lower_bound=1, flag_values=values)
+  flags.DEFINE_integer('batches_per_run', 8, 'Batches per timed run.',
+                       lower_bound=1, flag_values=values)
+  flags.DEFINE_integer('threads', 0, 'tf.data private thread pool size '
+                       '(0: the TensorFlow default).', lower_bound=0,
+                       flag_values=values)
 
+
+def benchmark(args: command_flags.FlagValues) -> int:
+  """Times the parser configurations; prints a table and a JSON line."""
   with tempfile.TemporaryDirectory() as directory:
     patterns = args.records or ','.join(scale_report.write_synthetic_records(
         directory, args.num_images, args.image_size))
     files = sorted(f for p in patterns.split(',') for f in tf.io.gfile.glob(p))
     if not files:
-      arg_parser.error(f'--records={args.records!r} matches no file')
+      print(f'error: --records={args.records!r} matches no file',
+            file=sys.stderr)
+      return command_flags.EXIT_USAGE
     results = []
     for name, size, min_level, max_level, paste, k in CONFIGS:
       rates, cpu_ms = _time(_dataset(files, size, min_level, max_level, paste,
@@ -154,7 +164,8 @@ def main() -> None:
       'batches_per_run': args.batches_per_run, 'cpu_count': os.cpu_count(),
       'load_average_1min_after': round(os.getloadavg()[0], 2),
       'results': results}))
+  return 0
 
 
 if __name__ == '__main__':
-  main()
+  command_flags.run_flag_command(benchmark, define_flags)

@@ -25,6 +25,7 @@ import numpy as np
 import tensorflow as tf
 
 from benchmarks import timing
+from maskconver.common import flags as command_flags
 from maskconver.inference import tflite_runtime
 from maskconver.modeling.layers import mask_projection
 
@@ -104,4 +105,4 @@ def main(argv: Sequence[str]) -> Optional[int]:
 
 if __name__ == '__main__':
   define_flags()
-  sys.exit(app.run(main))
+  command_flags.run_command(main)

@@ -11,11 +11,11 @@ input pipeline is not the bottleneck when it delivers more images/s than this.
 Prints the median, min and max step time and images/s, then one JSON line.
 """
 
-import argparse
 import json
 import statistics
 import time
 
+from absl import flags
 import numpy as np
 import tensorflow as tf
 
@@ -23,8 +23,9 @@ from official.core import exp_factory
 from official.core import task_factory
 
 from maskconver import keys
-from maskconver.dataloaders import targets
 from maskconver import registry_imports  # pylint: disable=unused-import
+from maskconver.common import flags as command_flags
+from maskconver.dataloaders import targets
 
 
 def _batch(model_config, parser_config, batch: int):
@@ -62,13 +63,20 @@ def _batch(model_config, parser_config, batch: int):
   return images, labels
 
 
-def main() -> None:
-  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-  parser.add_argument('--experiment', required=True)
-  parser.add_argument('--batch', type=int, default=8)
-  parser.add_argument('--steps', type=int, default=10)
-  parser.add_argument('--warmup', type=int, default=2)
-  args = parser.parse_args()
+def define_flags(values: command_flags.FlagValues) -> None:
+  """Defines the benchmark's flags on `values`."""
+  flags.DEFINE_string('experiment', None, 'Registered experiment name.',
+                      required=True, flag_values=values)
+  flags.DEFINE_integer('batch', 8, 'Batch size.', lower_bound=1,
+                       flag_values=values)
+  flags.DEFINE_integer('steps', 10, 'Timed steps.', lower_bound=1,
+                       flag_values=values)
+  flags.DEFINE_integer('warmup', 2, 'Untimed steps first (tracing).',
+                       lower_bound=0, flag_values=values)
+
+
+def benchmark(args: command_flags.FlagValues) -> int:
+  """Times the experiment's train step; prints a line and a JSON line."""
   params = exp_factory.get_exp_config(args.experiment)
   task = task_factory.get_task(params.task)
   model = task.build_model()
@@ -100,7 +108,8 @@ def main() -> None:
         f'(min {min(seconds):.3f}, max {max(seconds):.3f}), '
         f'{args.batch / median:.1f} images/s')
   print(json.dumps(result))
+  return 0
 
 
 if __name__ == '__main__':
-  main()
+  command_flags.run_flag_command(benchmark, define_flags)

@@ -35,7 +35,6 @@ from its last checkpoint, and rerunning the command finishes what is left.
 Prints the table, then the JSON path on its last line.
 """
 
-import argparse
 import concurrent.futures
 import dataclasses
 import json
@@ -44,6 +43,10 @@ import subprocess
 import sys
 import time
 from typing import Dict, List, Optional, Sequence, Tuple
+
+from absl import flags
+
+from maskconver.common import flags as command_flags
 
 EXPERIMENT = 'maskconver_synthetic'
 
@@ -401,28 +404,40 @@ def run_study(output_dir: str, rows: Sequence[Row], seeds: Sequence[int],
   return summarize(rows, results, stats, seeds), failures
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-  parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-  parser.add_argument('--output_dir', required=True)
-  parser.add_argument('--quick', action='store_true',
-                      help='a few-minute smoke run: tiny data, 2 steps, 1 seed')
-  parser.add_argument('--rows', default=','.join(ROW_NAMES),
-                      help=f'comma-separated subset of {",".join(ROW_NAMES)}')
-  parser.add_argument('--seeds', type=int, default=None,
-                      help='training seeds 0..N-1 (default 2; --quick: 1)')
-  parser.add_argument('--jobs', type=int, default=2,
-                      help='trainings run at once (threads split among them)')
-  args = parser.parse_args(argv)
+def define_flags(values: command_flags.FlagValues) -> None:
+  """Defines the study's flags on `values`."""
+  flags.DEFINE_string('output_dir', None, 'Where the study writes everything '
+                      '(data, records, runs, tables).', required=True,
+                      flag_values=values)
+  flags.DEFINE_boolean('quick', False,
+                       'A few-minute smoke run: tiny data, 2 steps, 1 seed.',
+                       flag_values=values)
+  flags.DEFINE_string('rows', ','.join(ROW_NAMES),
+                      f'Comma-separated subset of {",".join(ROW_NAMES)}.',
+                      flag_values=values)
+  flags.DEFINE_integer('seeds', None,
+                       'Training seeds 0..N-1 (default 2; --quick: 1).',
+                       flag_values=values)
+  flags.DEFINE_integer('jobs', 2, 'Trainings run at once (threads split '
+                       'among them).', flag_values=values)
+
+
+def _usage(message: str) -> int:
+  print(f'error: {message}', file=sys.stderr)
+  return command_flags.EXIT_USAGE
+
+
+def _study(args: command_flags.FlagValues) -> int:
   names = [n for n in args.rows.split(',') if n]
   unknown = sorted(set(names) - set(ROW_NAMES))
   if unknown or not names:
-    parser.error(f'--rows: unknown {unknown or "(empty)"}; '
-                 f'choose from {",".join(ROW_NAMES)}')
+    return _usage(f'--rows: unknown {unknown or "(empty)"}; '
+                  f'choose from {",".join(ROW_NAMES)}')
   seeds = args.seeds if args.seeds is not None else (1 if args.quick else 2)
   if seeds < 1:
-    parser.error(f'--seeds must be at least 1, got {seeds}')
+    return _usage(f'--seeds must be at least 1, got {seeds}')
   if args.jobs < 1:
-    parser.error(f'--jobs must be at least 1, got {args.jobs}')
+    return _usage(f'--jobs must be at least 1, got {args.jobs}')
   settings = QUICK_SETTINGS if args.quick else DEFAULT_SETTINGS
   rows = [row for row in ROWS if row.name in names]
   output_dir = os.path.abspath(args.output_dir)
@@ -431,7 +446,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     summary, failures = run_study(output_dir, rows, list(range(seeds)),
                                   settings, args.jobs)
   except ValueError as e:
-    parser.error(str(e))
+    return _usage(str(e))
   except RuntimeError as e:
     print(f'error: {e}', file=sys.stderr)
     return 1
@@ -450,5 +465,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   return 1 if failures else 0
 
 
+def main(argv: Optional[Sequence[str]] = None) -> int:
+  """Runs the study with `argv` (default: the command line); exit status."""
+  return command_flags.run_with_flags(
+      _study, define_flags, sys.argv[1:] if argv is None else argv,
+      'ablation_study.py')
+
+
 if __name__ == '__main__':
-  sys.exit(main())
+  command_flags.run_flag_command(_study, define_flags)
