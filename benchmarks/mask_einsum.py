@@ -16,7 +16,6 @@ are the MobileNet-MH recipe at 256x256 (mask 64x64, 256 channels, K = 50).
 """
 
 import json
-import sys
 from typing import Any, Dict, Iterator, List, Optional, Sequence
 
 from absl import app
