@@ -43,7 +43,9 @@ def _records_to_coco(shards, label_map, out_dir):
   json_path = os.path.join(out_dir, 'panoptic.json')
   coco_panoptic_io.write_json(json_path, {
       'annotations': annotations,
-      'categories': label_map.to_coco_categories()})
+      'categories': [{'id': c.coco_id, 'name': c.name,
+                      'isthing': int(c.isthing), 'color': list(c.color)}
+                     for c in label_map.classes]})
   return json_path, png_dir
 
 

@@ -91,7 +91,8 @@ def test_label_map_beside_the_shards_is_checked_too(converted_dataset):
 def test_train_and_validation_label_maps_must_agree(converted_dataset,
                                                     tmp_path):
   labels = label_map_lib.LabelMap.load(converted_dataset.label_map_path)
-  categories = labels.to_coco_categories()
+  categories = [{'id': c.coco_id, 'name': c.name, 'isthing': int(c.isthing),
+                 'color': list(c.color)} for c in labels.classes]
   categories[0]['id'], categories[1]['id'] = 901, 902  # Other datasets' ids.
   other = str(tmp_path / 'other_label_map.json')
   label_map_lib.LabelMap.from_coco_categories(categories).save(other)

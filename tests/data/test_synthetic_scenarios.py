@@ -56,7 +56,7 @@ def test_shapes_is_the_default_byte_for_byte(tmp_path):
   _, mismatch, errors = filecmp.cmpfiles(
       tmp_path / 'default', tmp_path / 'shapes', files, shallow=False)
   assert not mismatch and not errors
-  # The default JSON keeps the info of earlier versions: no scenario keys.
+  # The default JSON's info names no scenario.
   info = coco_panoptic_io.load_json(
       str(tmp_path / 'default' / 'annotations' / 'panoptic_val.json'))['info']
   assert info == {'description': 'maskconver synthetic panoptic shapes',

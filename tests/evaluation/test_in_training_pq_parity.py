@@ -14,6 +14,7 @@ from maskconver import registry_imports  # pylint: disable=unused-import
 from maskconver.data import convert_coco_panoptic
 from maskconver.data import label_map
 from maskconver.data import synthetic
+from maskconver.evaluation import panoptic_evaluator
 from maskconver.evaluation import panoptic_quality
 from maskconver.tasks import maskconver_task
 
@@ -40,7 +41,7 @@ def _evaluate_in_task(params, logging_dir):
     logs = task.validation_step(batch, model)
     state = task.aggregate_logs(state, logs)
   logs = task.reduce_aggregated_logs(state, tf.constant(7))
-  return logs, state.result()
+  return logs, state.panoptic_quality.result()
 
 
 def _params(tmp_path, **task_overrides):
@@ -99,7 +100,7 @@ def test_in_training_pq_equals_offline_pq(tmp_path):
     assert logs[f'PQ_{group.lower()}'] == pytest.approx(
         100 * offline[group]['pq'], abs=1e-7)
   written = json.load(open(os.path.join(str(tmp_path / 'model'),
-                                        maskconver_task.EVAL_METRICS_FILE)))
+                                        panoptic_evaluator.EVAL_METRICS_FILE)))
   assert written['step'] == 7
   assert written['PQ_all'] == pytest.approx(100 * offline['All']['pq'])
 
@@ -120,5 +121,5 @@ def test_evaluation_image_summaries(tmp_path):
   # The ground-truth panel is the input tinted by segment colours.
   assert np.abs(source - groundtruth).mean() > 5
   written = json.load(open(os.path.join(str(tmp_path / 'model'),
-                                        maskconver_task.EVAL_METRICS_FILE)))
+                                        panoptic_evaluator.EVAL_METRICS_FILE)))
   assert not any(k.startswith('image/') for k in written)

@@ -263,9 +263,8 @@ def test_array_helpers_feed_update():
                                                             False]))
   assert gt_records == [{'id': 5, 'category_id': 0, 'iscrowd': 0},
                         {'id': 9, 'category_id': 2, 'iscrowd': 1}]
-  pred_records = panoptic_quality.segments_from_postprocessor(
-      np.array([-1, 0, -1]))
-  assert pred_records == [{'id': 2, 'category_id': 0, 'iscrowd': 0}]
+  # Segment index 1 of the post-processor's map (id 2) is class 0.
+  pred_records = [{'id': 2, 'category_id': 0, 'iscrowd': 0}]
   pq = panoptic_quality.PanopticQuality(
       panoptic_quality.training_categories(num_classes=3,
                                            num_thing_classes=2))

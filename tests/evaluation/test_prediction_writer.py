@@ -93,14 +93,13 @@ def test_resize_to_original_fills_uncovered_pixels():
   np.testing.assert_array_equal(resized, [[-1, -1], [5, 6], [7, 8]])
 
 
-def test_add_batch_and_round_trip_through_pq(tmp_path):
-  outputs = {
-      keys.PANOPTIC_SEGMENT_MAP: np.array([[[1, 2], [2, 2]],
-                                           [[0, 1], [1, 1]]]),
-      keys.SEGMENT_CLASSES_OUT: np.array([[0, 2], [2, _V]]),
-  }
+def test_written_predictions_round_trip_through_pq(tmp_path):
+  segment_maps = np.array([[[1, 2], [2, 2]], [[0, 1], [1, 1]]])
+  segment_classes = np.array([[0, 2], [2, _V]])
   writer = _writer(tmp_path)
-  writer.add_batch(outputs, [b'1', b'2'], [b'1.jpg', b'2.jpg'])
+  for image_id, file_name, segment_map, classes in zip(
+      [b'1', b'2'], ['1.jpg', '2.jpg'], segment_maps, segment_classes):
+    writer.add_segments(image_id, file_name, segment_map, classes)
   json_path = writer.write_json()
   assert json_path == os.path.join(str(tmp_path), 'panoptic.json')
   assert sorted(os.listdir(tmp_path)) == ['panoptic', 'panoptic.json']

@@ -6,8 +6,8 @@ import tensorflow as tf
 import tf_keras
 
 from maskconver import keys
-from maskconver.modeling import fast_merge
 from maskconver.modeling import panoptic_postprocessor
+from maskconver.ops import fast_merge_ops
 
 # Training classes 0, 1 are things; 2, 3 are stuff.
 _NUM_CLASSES = 4
@@ -180,40 +180,9 @@ def test_batch_matches_single_images():
   assert batch[keys.PANOPTIC_SEGMENT_MAP].numpy().max() > 0
 
 
-def test_max_candidates_gives_the_same_result_with_few_detections():
-  logits, classes, scores = _random_detections(np.random.default_rng(5),
-                                                batch=2, size=6, k=8)
-  # Four detections per image pass the threshold.
-  scores[:, ::2] = 0.05
-  scores[:, 1::2] = [0.9, 0.6, 0.8, 0.7]
-  inputs = {keys.MASK_LOGITS: logits, keys.DETECTED_CLASSES: classes,
-            keys.DETECTED_SCORES: scores}
-  full = _layer()(inputs, (6, 6))
-  selected = _layer(max_candidates=4)(inputs, (6, 6))
-  for key, value in full.items():
-    np.testing.assert_array_equal(selected[key], value, err_msg=key)
-  assert len(np.unique(full[keys.PANOPTIC_SEGMENT_MAP])) > 3
-
-
-def test_max_candidates_keeps_the_best_scores():
-  left = _columns([_P1, _P1, _P0, _P0])
-  out = _run([left, -left, left], classes=[0, 1, 2], scores=[0.5, 0.7, 0.9],
-             max_candidates=2)
-  # Detection 0 is not a candidate: detection 2 (stuff) takes the left half.
-  np.testing.assert_array_equal(out[keys.PANOPTIC_SEGMENT_MAP],
-                                _columns([3, 3, 2, 2]))
-  np.testing.assert_array_equal(out[keys.INSTANCE_MASK],
-                                _columns([0, 0, 1, 1]))
-  np.testing.assert_array_equal(out[keys.SEGMENT_CLASSES_OUT], [_V, 1, 2])
-  np.testing.assert_allclose(out[keys.SEGMENT_SCORES_OUT], [0, 0.7, 0.9])
-  np.testing.assert_array_equal(out[keys.SEGMENT_IS_THING_OUT],
-                                [False, True, False])
-
-
 def test_get_config_round_trip():
   layer = _layer(score_threshold=0.3, overlap_threshold=0.6,
-                 mask_threshold=0.4, output_size=(8, 6), max_candidates=5,
-                 merge_method='fast')
+                 mask_threshold=0.4, output_size=(8, 6), merge_method='fast')
   config = layer.get_config()
   clone = panoptic_postprocessor.PanopticPostprocessor.from_config(config)
   assert clone.get_config() == config
@@ -229,7 +198,6 @@ def test_get_config_round_trip():
     ({'score_threshold': 1.5}, 'score_threshold must lie in'),
     ({'mask_activation': 'relu'}, 'mask_activation must be one of'),
     ({'output_size': (4,)}, 'output_size must be'),
-    ({'max_candidates': 0}, 'max_candidates must be positive'),
     ({'merge_method': 'approximate'}, 'merge_method must be one of'),
 ])
 def test_bad_arguments(kwargs, message):
@@ -242,10 +210,8 @@ def test_needs_a_size():
     _layer()(_inputs([np.zeros((2, 2))], [0], [0.5]))
 
 
-@pytest.mark.parametrize('max_candidates', [None, 4])
-def test_converts_to_tflite_builtins_and_matches_eager(max_candidates):
-  layer = _layer(mask_activation='sigmoid', output_size=(16, 16),
-                 max_candidates=max_candidates)
+def test_converts_to_tflite_builtins_and_matches_eager():
+  layer = _layer(mask_activation='sigmoid', output_size=(16, 16))
   signature = [tf.TensorSpec([1, 8, 8, 6], tf.float32, name='logits'),
                tf.TensorSpec([1, 6], tf.int32, name='classes'),
                tf.TensorSpec([1, 6], tf.float32, name='scores')]
@@ -275,6 +241,23 @@ def test_converts_to_tflite_builtins_and_matches_eager(max_candidates):
 
 # --- The fast merge (merge_method='fast') ----------------------------------
 
+
+def _fast_merge_winners(mask_logits, scores, valid, factor, mask_threshold,
+                        activation, refine_share):
+  """fast_merge with its painter given each detection's index.
+
+  Returns:
+    (int32 [batch, f * h, f * w] each pixel's winning detection, N on void;
+     the won and mask areas, as fast_merge returns them).
+  """
+  paint, won_area, mask_area = fast_merge_ops.fast_merge(
+      mask_logits, scores, valid, factor, mask_threshold, activation,
+      refine_share)
+  identity = tf.zeros_like(scores[:, :1]) + tf.range(
+      mask_logits.shape[-1] + 1, dtype=tf.float32)
+  return tf.cast(paint(identity), tf.int32), won_area, mask_area
+
+
 # The hand-drawn cases above, as (masks, classes, scores, kwargs).
 _GOLDEN_CASES = {
     'score_threshold': (
@@ -293,10 +276,6 @@ _GOLDEN_CASES = {
     'score_times_probability': (
         [_columns([_P1, _P1, _P1, 1.2]), _columns([_P0, _P0, _P0, _P1])],
         [0, 3], [0.9, 0.6], {}),
-    'max_candidates': (
-        [_columns([_P1, _P1, _P0, _P0]), -_columns([_P1, _P1, _P0, _P0]),
-         _columns([_P1, _P1, _P0, _P0])], [0, 1, 2], [0.5, 0.7, 0.9],
-        {'max_candidates': 2}),
 }
 
 
@@ -415,7 +394,7 @@ def test_fast_merge_refines_boundary_cells_up_to_its_budget():
     np.testing.assert_array_equal(out[keys.PANOPTIC_SEGMENT_MAP][0],
                                   expected, err_msg=f'share {share}')
     np.testing.assert_array_equal(out[keys.SEGMENT_CLASSES_OUT][0], [0, 1])
-    _, won_area, mask_area = fast_merge.fast_merge_labels(
+    _, won_area, mask_area = _fast_merge_winners(
         inputs[keys.MASK_LOGITS], inputs[keys.DETECTED_SCORES],
         tf.constant([[True, True]]), 4, 0.5, tf.sigmoid, share)
     np.testing.assert_array_equal(won_area[0], areas, err_msg=f'{share}')
@@ -433,7 +412,7 @@ def test_fast_winners_equal_the_exact_winners_on_random_maps(factor):
                                           noise=1.0)
   layer = _layer(mask_activation='sigmoid')
   valid = tf.constant(scores >= layer.score_threshold)
-  fast, _, _ = fast_merge.fast_merge_labels(
+  fast, _, _ = _fast_merge_winners(
       tf.constant(logits), tf.constant(scores), valid, factor,
       layer.mask_threshold, tf.sigmoid, refine_share=1.0)
   # pylint: disable-next=protected-access
@@ -538,85 +517,6 @@ def test_fast_merge_with_one_mask_and_an_unknown_batch_size():
   for key, value in known.items():
     np.testing.assert_array_equal(unknown[key], value, err_msg=key)
   assert len(np.unique(known[keys.PANOPTIC_SEGMENT_MAP])) > 2
-
-
-@pytest.mark.parametrize('ranges', [
-    # Packed: 3 + 2 + 2 bits, one gather.
-    [(-1, 7), (0, 3), (0, 4)],
-    # 13 + 13 bits do not fit in float32's 24: one gather per table.
-    [(-1, 7), (0, 2 ** 13), (0, 2 ** 13)],
-])
-def test_lookup_tables_equals_one_gather_per_table(ranges):
-  tables = [tf.constant([[-1, 6, 0, 3], [2, -1, 5, 1]]),
-            tf.constant([[0, 2, 1, 0], [1, 0, 2, 2]]),
-            tf.constant([[3, 0, 1, 2], [0, 3, 3, 1]])]
-  if ranges[1][1] > 4:
-    tables[1] = tables[1] * 4000
-    tables[2] = tables[2] * 2700 + 1
-  indices = tf.constant([[[0, 1, 3], [2, 2, 1]], [[3, 0, 1], [1, 2, 0]]])
-  expected = [tf.gather(t, indices, batch_dims=1).numpy() for t in tables]
-  # By hand, the first table's image 1.
-  np.testing.assert_array_equal(expected[0][1], [[1, 2, -1], [-1, 5, 2]])
-  lookups = []
-
-  def lookup(table):
-    lookups.append(table)
-    return tf.gather(table, indices, batch_dims=1)
-
-  eager = fast_merge.lookup_tables(tables, ranges, lookup)
-  # Packed: one lookup; too wide (3 + 13 + 13 bits): one per table.
-  assert len(lookups) == (1 if ranges[1][1] == 3 else 3)
-  compiled = tf.function(
-      lambda *tables: fast_merge.lookup_tables(tables, ranges, lookup),
-      jit_compile=True)(*tables)
-  for got, xla, want in zip(eager, compiled, expected):
-    assert got.dtype == tf.int32
-    np.testing.assert_array_equal(got, want)
-    np.testing.assert_array_equal(xla, want)
-  with pytest.raises(ValueError, match='2\\*\\*24'):
-    fast_merge.lookup_tables(tables, [(0, 2 ** 25)] * 3, lookup)
-
-
-def test_distinct_candidates_put_every_corners_best_first():
-  # Corner by corner (best, runner-up): corners' bests 3, 3, 5, 3, then
-  # runners-up 1, 2, 1, 7.
-  candidates = tf.constant([[[3, 1, 3, 2, 5, 1, 3, 7],
-                             [4, 9, 4, 9, 4, 9, 4, 9]]])
-  slots, first = fast_merge._distinct_candidates(candidates, 5)
-  np.testing.assert_array_equal(slots, [[[3, 5, 1, 2, 7], [4, 9, 4, 4, 4]]])
-  np.testing.assert_array_equal(first, [[[1, 1, 1, 1, 1], [1, 1, 0, 0, 0]]])
-  # With 4 the last runner-up is left out.
-  slots, first = tf.function(fast_merge._distinct_candidates,
-                             jit_compile=True)(candidates, 4)
-  np.testing.assert_array_equal(slots, [[[3, 5, 1, 2], [4, 9, 4, 4]]])
-  np.testing.assert_array_equal(first, [[[1, 1, 1, 1], [1, 1, 0, 0]]])
-
-
-def test_first_cells_orders_tiers_then_raster_like_top_k():
-  # Tier 2 cells 0, 3, 6 first, then tier 1 cells 2, 4 (raster order in
-  # each tier), then the uniform cells 1, 5; per image of the batch.
-  boundary = tf.constant([[2.0, 0.0, 1.0, 2.0, 1.0, 0.0, 2.0],
-                          [0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0]])
-  expected = [[0, 3, 6, 2, 4], [3, 0, 1, 2, 4]]
-  for run in (fast_merge._first_cells,
-              tf.function(fast_merge._first_cells, jit_compile=True)):
-    np.testing.assert_array_equal(run(boundary, 5), expected)
-  # As top_k (stable among equals) orders random tiers.
-  tiers = tf.constant(np.random.default_rng(3).integers(0, 3, (2, 300)),
-                      tf.float32)
-  np.testing.assert_array_equal(fast_merge._first_cells(tiers, 120),
-                                tf.math.top_k(tiers, k=120).indices)
-
-
-def test_corner_pixels_clamp_at_the_edges():
-  # A 2 x 3 mask: 3 x 4 cells; corners (r - 1, c - 1), (r - 1, c), (r, c - 1),
-  # (r, c), clamped; pixel = row * 3 + column.
-  table = fast_merge._corner_pixels(2, 3)
-  assert table.shape == (12, 4)
-  np.testing.assert_array_equal(table[0], [0, 0, 0, 0])    # cell (0, 0)
-  np.testing.assert_array_equal(table[5], [0, 1, 3, 4])    # cell (1, 1)
-  np.testing.assert_array_equal(table[7], [2, 2, 5, 5])    # cell (1, 3)
-  np.testing.assert_array_equal(table[11], [5, 5, 5, 5])   # cell (2, 3)
 
 
 def test_fast_merge_paints_void_where_logits_are_nan():

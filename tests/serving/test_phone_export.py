@@ -176,8 +176,7 @@ def fast_merge_exports(tiny_module, tiny_params, val_records,
 def test_fast_merge_tflite_computes_the_mask_einsum_once(fast_merge_exports,
                                                          pixels):
   # The merge reads the mask logits flattened; a reshape of the einsum's
-  # output made the converter emit the einsum a second time (+3 ms at 256,
-  # +12 ms at 640 on the mobile recipe).
+  # output must not make the converter emit the einsum a second time.
   outputs = {}
   for method, (_, directory) in fast_merge_exports.items():
     model = tflite_conversion.convert(directory)

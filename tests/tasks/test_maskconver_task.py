@@ -16,6 +16,7 @@ import tf_keras
 from official.core import task_factory
 
 from maskconver import keys
+from maskconver.evaluation import panoptic_evaluator
 from maskconver.tasks import maskconver_task
 
 BATCH = 4
@@ -239,7 +240,7 @@ def test_perfect_predictions_score_100_and_write_eval_metrics(tiny):
     for metric in ('PQ', 'SQ', 'RQ'):
       assert logs[f'{metric}_{group}'] == pytest.approx(100.0)
   with open(os.path.join(tiny.logging_dir,
-                         maskconver_task.EVAL_METRICS_FILE)) as f:
+                         panoptic_evaluator.EVAL_METRICS_FILE)) as f:
     record = json.load(f)
   assert record['step'] == 7
   for group in ('all', 'things', 'stuff'):
@@ -288,16 +289,17 @@ def test_validation_step_feeds_the_pq_accumulator(tiny):
   _assert_all_finite(logs[tiny.task.loss])
   panoptic = logs[maskconver_task._PANOPTIC_OUTPUTS]
   assert panoptic[keys.PANOPTIC_SEGMENT_MAP].shape == (BATCH, 64, 64)
-  # Model Garden hands replica results over as tuples: two "replicas" of the
-  # same batch count every image twice.
-  state = tiny.task.aggregate_logs(None, logs)
+  # Each evaluation (state None) starts from zero. Model Garden hands replica
+  # results over as tuples: two "replicas" of the same batch count every
+  # image twice.
+  once = tiny.task.aggregate_logs(None, logs).panoptic_quality.counts()
   twice = tiny.task.aggregate_logs(None, {
       maskconver_task._PANOPTIC_OUTPUTS: {
           k: (v, v) for k, v in panoptic.items()}})
-  once = state.counts()
-  for category, counts in twice.counts().items():
+  for category, counts in twice.panoptic_quality.counts().items():
     for name in ('tp', 'fp', 'fn'):
       assert counts[name] == 2 * once[category][name]
+  state = tiny.task.aggregate_logs(None, logs)
   # Every non-crowd ground-truth segment is a TP or an FN, once.
   num_gt = 0
   groundtruths = tiny.val_batch[1][keys.GROUNDTRUTHS]

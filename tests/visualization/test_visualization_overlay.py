@@ -92,10 +92,13 @@ def test_legend_lists_present_classes_with_swatches():
                                _COLORS, draw_labels=False, font_size=12)
   assert out.shape[0] == 120 and out.shape[1] > 160
   panel = out[:, 160:]
-  # Rows: person (class 0), grass (class 1); sky is absent.
-  for row, class_id in enumerate((0, 1)):
-    y, x = legend.swatch_center(row, 12)
-    np.testing.assert_array_equal(panel[y, x], _COLORS[class_id])
+  # Rows: person (class 0), grass (class 1), each with a swatch of its
+  # colour; sky is absent.
+  swatch_rows = [np.flatnonzero(np.all(panel == _COLORS[class_id],
+                                       axis=-1).any(axis=1))
+                 for class_id in (0, 1)]
+  assert swatch_rows[0].size and swatch_rows[1].size
+  assert swatch_rows[0].max() < swatch_rows[1].min()
   assert not np.all(panel == _COLORS[2], axis=-1).any()
   # Text is drawn: bright pixels right of the swatches.
   assert (panel[:, 30:].max(axis=-1) > 200).any()

@@ -44,11 +44,10 @@ class PanopticPostprocessor(hyperparams.Config):
     merge_method: 'exact' (upsample all K masks to the output size, then
       merge) or 'fast' (rank at mask resolution, refine only the output
       cells on boundaries and mask contours: nearly the same maps at a
-      fraction of the cost; see maskconver.modeling.fast_merge).
+      fraction of the cost; see maskconver.ops.fast_merge_ops).
     fast_refine_share: the share of output cells (f x f pixels between 2 x 2
       mask pixels) that the fast merge may refine; boundary cells beyond it
-      keep nearest-neighbour labels. Measured on the synthetic val split
-      (128 px): 15% of the cells are boundary cells on average, 28% at most.
+      keep nearest-neighbour labels (how to choose it: docs/fast_merge.md).
   """
   score_threshold: float = 0.2
   overlap_threshold: float = 0.75
@@ -185,7 +184,7 @@ class DataConfig(cfg.DataConfig):
       naming the file, record and byte offset and skip the rest of that file
       (TensorFlow's reader cannot resume inside a file) instead of stopping
       with that error. Off by default; `python -m
-      maskconver.data.check_records` lists the bad files.
+      maskconver.dataloaders.check_records` lists the bad files.
   """
   parser: Parser = dataclasses.field(default_factory=Parser)
   dtype: str = 'float32'

@@ -10,10 +10,7 @@ predictions back to the dataset's category ids.
 
 import dataclasses
 import hashlib
-import json
 from typing import Any, Dict, List, Mapping, Sequence, Tuple
-
-import numpy as np
 
 from maskconver.data import coco_panoptic_io
 
@@ -168,20 +165,6 @@ class LabelMap:
   def is_thing(self, train_id: int) -> bool:
     return int(train_id) < self._num_thing_classes
 
-  def train_to_coco_array(self) -> np.ndarray:
-    """int64 [num_classes] lookup table: training id -> category id."""
-    return np.asarray(self.coco_ids, dtype=np.int64)
-
-  def to_coco_categories(self) -> List[Dict[str, Any]]:
-    """COCO `categories` entries, e.g. for a predictions JSON."""
-    return [{
-        'id': c.coco_id,
-        'name': c.name,
-        'isthing': int(c.isthing),
-        'color': list(c.color),
-        'supercategory': c.supercategory,
-    } for c in self._classes]
-
   def to_dict(self) -> Dict[str, Any]:
     return {
         'format_version': _FORMAT_VERSION,
@@ -190,9 +173,6 @@ class LabelMap:
         'classes': [dict(dataclasses.asdict(c), color=list(c.color))
                     for c in self._classes],
     }
-
-  def to_json(self) -> str:
-    return json.dumps(self.to_dict(), indent=1)
 
   @classmethod
   def from_dict(cls, data: Mapping[str, Any]) -> 'LabelMap':
@@ -214,10 +194,6 @@ class LabelMap:
           f'label map says {expected[0]} classes ({expected[1]} things) but '
           f'lists {label_map.num_classes} ({label_map.num_thing_classes})')
     return label_map
-
-  @classmethod
-  def from_json(cls, text: str) -> 'LabelMap':
-    return cls.from_dict(json.loads(text))
 
   def save(self, path: str) -> None:
     """Writes the label map as JSON, atomically."""

@@ -31,7 +31,7 @@ centroid collides with another class's, and whose box centre or centroid
 lies off the object.
 
 The output is a deterministic function of the arguments (same seed, same
-bytes; the default `shapes` scenario is byte-identical to earlier versions).
+bytes).
 Usage::
 
   python -m maskconver.data.synthetic --output_dir=/tmp/synthetic \
@@ -123,7 +123,7 @@ def _write_split(output_dir: str, split: str, num_images: int,
                         'segments_info': infos})
   info = {'description': 'maskconver synthetic panoptic shapes',
           'seed': seed, 'split': split}
-  if scenario != 'shapes':  # The default keeps the JSON of earlier versions.
+  if scenario != 'shapes':  # The default `shapes` JSON names no scenario.
     info.update(scenario=scenario, rate=rate)
   coco_panoptic_io.write_json(
       os.path.join(output_dir, 'annotations', f'panoptic_{split}.json'), {

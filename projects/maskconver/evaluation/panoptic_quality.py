@@ -336,22 +336,6 @@ def segments_from_arrays(
           if i != keys.VOID_SEGMENT_ID and c != keys.VOID_CLASS]
 
 
-def segments_from_postprocessor(
-    segment_classes: np.ndarray) -> List[Dict[str, int]]:
-  """Segment records of one image of `PanopticPostprocessor` outputs.
-
-  Args:
-    segment_classes: int [K], keys.SEGMENT_CLASSES_OUT of one image; segment
-      index s has id s + 1 in keys.PANOPTIC_SEGMENT_MAP.
-
-  Returns:
-    [{'id', 'category_id', 'iscrowd': 0}] for the slots that are segments.
-  """
-  return [{'id': s + 1, 'category_id': int(c), 'iscrowd': 0}
-          for s, c in enumerate(np.asarray(segment_classes).reshape(-1))
-          if c != keys.VOID_CLASS]
-
-
 def _annotations_of(data: Mapping[str, Any], path: str) -> List[Mapping[str,
                                                                         Any]]:
   if isinstance(data, list):

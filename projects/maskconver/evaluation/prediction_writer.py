@@ -21,7 +21,7 @@ training class ids to the dataset's category ids.
 """
 
 import os
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -314,30 +314,6 @@ class PanopticPredictionWriter:
     lookup[present] = np.arange(1, present.size + 1)
     return self._write(image_id, file_name, lookup[segment_map],
                        classes.tolist())
-
-  def add_batch(self,
-                outputs: Mapping[str, np.ndarray],
-                image_ids: Sequence[ImageId],
-                file_names: Sequence[Union[str, bytes]],
-                image_info: Optional[np.ndarray] = None) -> None:
-    """Writes a batch of post-processor outputs.
-
-    Args:
-      outputs: numpy values of `keys.PANOPTIC_SEGMENT_MAP` (int [batch, h, w])
-        and `keys.SEGMENT_CLASSES_OUT` (int [batch, num_segments]).
-      image_ids: [batch] image ids.
-      file_names: [batch] image file names (bytes are decoded).
-      image_info: float [batch, 4, 2] Model Garden image info, or None.
-    """
-    segment_maps = np.asarray(outputs[keys.PANOPTIC_SEGMENT_MAP])
-    segment_classes = np.asarray(outputs[keys.SEGMENT_CLASSES_OUT])
-    for i in range(segment_maps.shape[0]):
-      file_name = file_names[i]
-      if isinstance(file_name, bytes):
-        file_name = file_name.decode('utf-8')
-      self.add_segments(
-          image_ids[i], file_name, segment_maps[i], segment_classes[i],
-          image_info=None if image_info is None else image_info[i])
 
   def write_json(self) -> str:
     """Writes `<output_dir>/panoptic.json` atomically; returns its path."""

@@ -1,4 +1,7 @@
-"""Builds MaskConver models from configs; the only module reading them."""
+"""Builds MaskConver models from configs (decoders: decoders/factory.py).
+
+With `modeling.decoders.factory`, the only modules that read the model config.
+"""
 
 from typing import Mapping, Optional
 
@@ -6,93 +9,16 @@ import tensorflow as tf
 import tf_keras
 
 from official.vision.modeling.backbones import factory as backbone_factory
-from official.vision.modeling.decoders import factory as decoder_factory
 
 from maskconver.configs import maskconver as maskconver_cfg
 from maskconver.modeling import maskconver_model
 from maskconver.modeling import panoptic_postprocessor
-from maskconver.modeling.decoders import bifpn
-from maskconver.modeling.decoders import convnext_unet
-from maskconver.modeling.decoders import deeplabv3plus
+from maskconver.modeling.decoders import factory as decoder_factory
 from maskconver.modeling.heads import center_embedding_head
 from maskconver.modeling.heads import center_heatmap_head
 from maskconver.modeling.heads import mask_feature_head
 from maskconver.modeling.layers import center_selector
 from maskconver.modeling.layers import mask_embedding_generator
-
-
-def build_decoder(
-    input_specs: Mapping[str, tf.TensorShape],
-    model_config: maskconver_cfg.MaskConverModel,
-    l2_regularizer: Optional[tf_keras.regularizers.Regularizer] = None,
-) -> Optional[tf_keras.Model]:
-  """Builds the pixel decoder named by `model_config.decoder.type`.
-
-  Args:
-    input_specs: {str(level): TensorShape} of the backbone endpoints.
-    model_config: the model config.
-    l2_regularizer: regularizer for decoders that take one.
-
-  Returns:
-    The decoder, or None for the identity decoder.
-  """
-  decoder_type = model_config.decoder.type
-  decoder_cfg = model_config.decoder.get()
-  norm_activation = model_config.norm_activation
-  if decoder_type == 'convnext_unet':
-    output_num_filters = decoder_cfg.output_num_filters
-    if output_num_filters == 0 and len(set(decoder_cfg.num_filters)) > 1:
-      output_num_filters = model_config.center_head.num_filters
-    return convnext_unet.ConvNeXtUNet(
-        input_specs=input_specs,
-        min_level=decoder_cfg.min_level,
-        backbone_max_level=decoder_cfg.backbone_max_level,
-        # Heads may read fewer levels (e.g. L3 only); the UNet still runs
-        # its top-down path from the backbone's coarsest level.
-        max_level=max(model_config.max_level, decoder_cfg.backbone_max_level),
-        num_blocks=decoder_cfg.num_blocks,
-        num_filters=decoder_cfg.num_filters,
-        kernel_size=decoder_cfg.kernel_size,
-        se_ratio=decoder_cfg.se_ratio if decoder_cfg.use_se else 0.0,
-        layer_scale_init_value=decoder_cfg.layer_scale_init_value,
-        drop_path_rate=decoder_cfg.drop_path_rate,
-        output_num_filters=max(output_num_filters, 0))
-  if decoder_type == 'bifpn':
-    return bifpn.BiFPN(
-        input_specs=input_specs,
-        min_level=model_config.min_level,
-        max_level=model_config.max_level,
-        backbone_max_level=decoder_cfg.backbone_max_level,
-        num_filters=decoder_cfg.num_filters,
-        num_repeats=decoder_cfg.num_repeats,
-        use_separable_conv=decoder_cfg.use_separable_conv,
-        activation=decoder_cfg.activation,
-        use_sync_bn=norm_activation.use_sync_bn,
-        norm_momentum=norm_activation.norm_momentum,
-        norm_epsilon=norm_activation.norm_epsilon,
-        kernel_regularizer=l2_regularizer)
-  if decoder_type == 'deeplabv3plus':
-    return deeplabv3plus.DeepLabV3Plus(
-        input_specs=input_specs,
-        aspp_level=decoder_cfg.aspp_level,
-        dilation_rates=decoder_cfg.dilation_rates,
-        aspp_num_filters=decoder_cfg.aspp_num_filters,
-        aspp_use_depthwise_convolution=(
-            decoder_cfg.aspp_use_depthwise_convolution),
-        pool_kernel_size=decoder_cfg.pool_kernel_size,
-        low_level=decoder_cfg.low_level,
-        low_level_num_filters=decoder_cfg.low_level_num_filters,
-        num_filters=decoder_cfg.num_filters,
-        use_depthwise_convolution=decoder_cfg.use_depthwise_convolution,
-        activation=norm_activation.activation,
-        use_sync_bn=norm_activation.use_sync_bn,
-        norm_momentum=norm_activation.norm_momentum,
-        norm_epsilon=norm_activation.norm_epsilon,
-        kernel_regularizer=l2_regularizer)
-  # Model Garden's own decoders (fpn, aspp, nasfpn, identity).
-  return decoder_factory.build_decoder(
-      input_specs=input_specs, model_config=model_config,
-      l2_regularizer=l2_regularizer)
 
 
 STUFF_REPRESENTATIONS = ('center', 'region')
@@ -146,7 +72,8 @@ def build_maskconver_model(
       backbone_config=model_config.backbone,
       norm_activation_config=model_config.norm_activation,
       l2_regularizer=l2_regularizer)
-  decoder = build_decoder(backbone.output_specs, model_config, l2_regularizer)
+  decoder = decoder_factory.build_decoder(backbone.output_specs, model_config,
+                                         l2_regularizer)
   feature_specs = decoder.output_specs if decoder else backbone.output_specs
   head_levels = [str(l) for l in range(model_config.min_level,
                                        model_config.max_level + 1)]

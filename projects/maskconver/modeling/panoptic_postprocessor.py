@@ -9,13 +9,13 @@ model.
 
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
 
-import numpy as np
 import tensorflow as tf
 import tf_keras
 
 from maskconver import keys
-from maskconver.modeling import fast_merge
 from maskconver.modeling.layers import score_activation
+from maskconver.ops import fast_merge_ops
+from maskconver.ops import lookup_ops
 
 MASK_ACTIVATIONS = score_activation.ACTIVATIONS
 MERGE_METHODS = ('exact', 'fast')
@@ -51,14 +51,15 @@ class PanopticPostprocessor(tf_keras.layers.Layer):
 
   `merge_method='exact'` does the above at the output size: all K masks are
   upsampled, which costs O(height * width * K) and dominates the merge.
-  `merge_method='fast'` (maskconver.modeling.fast_merge), when the output
+  `merge_method='fast'` (maskconver.ops.fast_merge_ops), when the output
   size is a static integer multiple of the mask size (the network input
   size: 4x), ranks the masks at mask resolution, keeps the
   nearest-neighbour labels of the output cells whose winner provably does
   not change in between, and refines only the others (boundaries and mask
-  contours, at most `fast_refine_share` of the cells) exactly among 8
-  candidates; areas are counted the same way. Other output sizes use the
-  exact merge.
+  contours, at most `fast_refine_share` of the cells) exactly among at most
+  5 candidates per cell (`fast_merge_ops.REFINE_CANDIDATES` distinct ones of
+  the two best detections of each of its 4 corners); areas are counted the
+  same way. Other output sizes use the exact merge.
   """
 
   def __init__(self,
@@ -69,7 +70,6 @@ class PanopticPostprocessor(tf_keras.layers.Layer):
                mask_threshold: float = 0.5,
                output_size: Optional[Sequence[int]] = None,
                mask_activation: str = 'sigmoid',
-               max_candidates: Optional[int] = None,
                merge_method: str = 'exact',
                fast_refine_share: float = 0.25,
                **kwargs):
@@ -86,11 +86,6 @@ class PanopticPostprocessor(tf_keras.layers.Layer):
         `image_size` given to `call`.
       mask_activation: 'sigmoid', or 'hard_sigmoid' (relu6(x + 3) / 6) for
         mobile targets.
-      max_candidates: if set and smaller than K, only the `max_candidates`
-        best-scoring valid detections are upsampled and merged, which makes
-        the cost independent of K; the result is the same whenever at most
-        `max_candidates` detections pass the score threshold. None merges
-        all K.
       merge_method: 'exact' (upsample all masks, merge at the output size)
         or 'fast' (decide at mask resolution, refine only the boundary
         cells); see the class doc.
@@ -118,9 +113,6 @@ class PanopticPostprocessor(tf_keras.layers.Layer):
     if not 0.0 < fast_refine_share <= 1.0:
       raise ValueError(f'fast_refine_share must lie in (0, 1], got '
                        f'{fast_refine_share}')
-    if max_candidates is not None and max_candidates <= 0:
-      raise ValueError(f'max_candidates must be positive, got '
-                       f'{max_candidates}')
     if output_size is not None:
       output_size = [int(v) for v in output_size]
       if len(output_size) != 2 or min(output_size) <= 0:
@@ -133,7 +125,6 @@ class PanopticPostprocessor(tf_keras.layers.Layer):
     self.mask_threshold = mask_threshold
     self.output_size = output_size
     self.mask_activation = mask_activation
-    self.max_candidates = max_candidates
     self.merge_method = merge_method
     self.fast_refine_share = fast_refine_share
 
@@ -187,16 +178,6 @@ class PanopticPostprocessor(tf_keras.layers.Layer):
     valid = ((classes >= 0) & (classes < self.num_classes) &
              (scores >= self.score_threshold))
 
-    candidates = None
-    if self.max_candidates and self.max_candidates < num_instances:
-      # The best-scoring valid detections, kept in slot order so that ties
-      # resolve as without the selection.
-      candidates = tf.sort(tf.math.top_k(
-          tf.where(valid, scores, -1.0), k=self.max_candidates).indices)
-      mask_logits = tf.gather(mask_logits, candidates, axis=3, batch_dims=1)
-      classes, scores, valid = (tf.gather(t, candidates, batch_dims=1)
-                                for t in (classes, scores, valid))
-
     size = self._target_size(image_size)
     factor = self._upsampling_factor(size, mask_logits.shape[1:3])
     if factor == 1:
@@ -208,27 +189,6 @@ class PanopticPostprocessor(tf_keras.layers.Layer):
       mask_logits = tf.image.resize(mask_logits, size, method='bilinear')
       outputs = self._merge(self._activation(mask_logits), classes, scores,
                             valid)
-    if candidates is None:
-      return outputs
-
-    # Back from candidate index to detection slot.
-    segment_map = outputs[keys.PANOPTIC_SEGMENT_MAP]
-    slot_plus_one = tf.concat(
-        [tf.zeros_like(candidates[:, :1]), candidates + 1], axis=1)
-    outputs[keys.PANOPTIC_SEGMENT_MAP] = tf.gather(
-        slot_plus_one, segment_map, batch_dims=1)
-    # [batch, max_candidates, K], 1 where candidate c is slot k.
-    to_slot = tf.one_hot(candidates, num_instances, dtype=tf.float32)
-    is_segment = tf.reduce_max(to_slot * tf.cast(
-        outputs[keys.SEGMENT_CLASSES_OUT] != keys.VOID_CLASS,
-        tf.float32)[..., None], axis=1) > 0.0
-    all_classes = tf.cast(inputs[keys.DETECTED_CLASSES], tf.int32)
-    outputs[keys.SEGMENT_CLASSES_OUT] = tf.where(is_segment, all_classes,
-                                                 keys.VOID_CLASS)
-    outputs[keys.SEGMENT_SCORES_OUT] = tf.where(
-        is_segment, tf.cast(inputs[keys.DETECTED_SCORES], tf.float32), 0.0)
-    outputs[keys.SEGMENT_IS_THING_OUT] = (
-        is_segment & (all_classes < self.num_thing_classes))
     return outputs
 
   def _activation(self, logits: tf.Tensor) -> tf.Tensor:
@@ -281,7 +241,7 @@ class PanopticPostprocessor(tf_keras.layers.Layer):
       segments indexed by 0 .. N - 1.
     """
     activation, scale = score_activation.unscaled(self.mask_activation)
-    paint, won_area, mask_area = fast_merge.fast_merge(
+    paint, won_area, mask_area = fast_merge_ops.fast_merge(
         mask_logits, scores, valid, factor, self.mask_threshold, activation,
         self.fast_refine_share, activation_scale=scale)
     segments = self._segments(won_area, mask_area, classes, scores, valid)
@@ -293,8 +253,8 @@ class PanopticPostprocessor(tf_keras.layers.Layer):
       return tf.pad(tf.where(kept, values, void_value), [[0, 0], [0, 1]],
                     constant_values=void_value)
 
-    # Painted together (fast_merge.lookup_tables).
-    category_mask, instance_mask, segment_map = fast_merge.lookup_tables(
+    # Painted together (lookup_ops.lookup_tables).
+    category_mask, instance_mask, segment_map = lookup_ops.lookup_tables(
         [table(classes, keys.VOID_CLASS), table(segments['instance_ids'], 0),
          table(segments['representative'] + 1, 0)],
         [(min(keys.VOID_CLASS, 0), self.num_classes), (0, num_masks + 1),
@@ -428,7 +388,6 @@ class PanopticPostprocessor(tf_keras.layers.Layer):
         'mask_threshold': self.mask_threshold,
         'output_size': self.output_size,
         'mask_activation': self.mask_activation,
-        'max_candidates': self.max_candidates,
         'merge_method': self.merge_method,
         'fast_refine_share': self.fast_refine_share,
     })

@@ -1,13 +1,10 @@
 """The MaskConver task: inputs, losses, train and validation steps, PQ."""
 
 import functools
-import json
 import os
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from absl import logging
-import numpy as np
-from PIL import Image
 import tensorflow as tf
 import tf_keras
 
@@ -17,22 +14,19 @@ from official.vision.dataloaders import input_reader_factory
 
 from maskconver import keys
 from maskconver.configs import maskconver as maskconver_cfg
-from maskconver.data import label_map
 from maskconver.dataloaders import batching
 from maskconver.dataloaders import copy_paste
 from maskconver.dataloaders import label_map_check
 from maskconver.dataloaders import parser as parser_lib
 from maskconver.dataloaders import record_files
 from maskconver.dataloaders import tf_example_decoder
-from maskconver.evaluation import panoptic_quality
-from maskconver.evaluation import prediction_writer
+from maskconver.evaluation import panoptic_evaluator
 from maskconver import losses as losses_lib
 from maskconver.modeling import factory
 from maskconver.modeling.layers import stuff_regions
 from maskconver.ops import image_ops
 from maskconver.ops import target_ops
-from maskconver.visualization import palette
-from maskconver.visualization import panels
+from maskconver.visualization import class_info
 
 # Names of the loss entries in the train / validation logs.
 TOTAL_LOSS = 'total_loss'
@@ -42,7 +36,6 @@ DICE_LOSS = 'mask_dice_loss'
 STUFF_REGION_LOSS = 'stuff_region_loss'
 # Where validation steps hand per-image results to aggregate_logs.
 _PANOPTIC_OUTPUTS = 'panoptic_outputs'
-EVAL_METRICS_FILE = 'eval_metrics.json'
 # Images per evaluation shown in TensorBoard when allow_image_summary is on.
 _NUM_SUMMARY_IMAGES = 4
 
@@ -113,11 +106,7 @@ class MaskConverTask(base_task.Task):
     super().__init__(params, logging_dir=logging_dir, name=name)
     model_config = params.model
     self._postprocessor = factory.build_panoptic_postprocessor(model_config)
-    self._prediction_writer = None
-    self._loaded_label_map = None
-    # uint8 [h, w, 3] input | ground truth | prediction panels of this
-    # evaluation's first images, for TensorBoard (allow_image_summary).
-    self._summary_panels = []
+    self._evaluator = None
 
   # --------------------------------------------------------------- model ---
 
@@ -291,10 +280,16 @@ class MaskConverTask(base_task.Task):
                               tf.reduce_sum(weights))
 
   def build_metrics(self, training: bool = True) -> List[tf_keras.metrics.Metric]:
-    """Running means of each loss term (the total is the task's `loss`)."""
+    """Running means of each loss term (the total is the task's `loss`).
+
+    For validation, also builds the PQ evaluator (`aggregate_logs`), so that
+    a bad `validation_data.label_map_path` fails before training starts.
+    """
     names = [HEATMAP_LOSS, BCE_LOSS, DICE_LOSS]
     if self._stuff_as_regions:
       names.append(STUFF_REGION_LOSS)
+    if not training:
+      self._panoptic_evaluator()
     return [tf_keras.metrics.Mean(name, dtype=tf.float32) for name in names]
 
   def _log_losses(self, losses: Mapping[str, tf.Tensor],
@@ -402,154 +397,53 @@ class MaskConverTask(base_task.Task):
       logs[_PANOPTIC_OUTPUTS][keys.IMAGE] = raw_images
     return logs
 
-  def _new_prediction_writer(
-      self) -> Optional[prediction_writer.PanopticPredictionWriter]:
-    """A writer into task.predictions_dir, or None when it is not set."""
-    output_dir = self.task_config.predictions_dir
-    if not output_dir:
-      return None
-    model_config = self.task_config.model
-    labels = self._label_map()
-    category_ids = (labels.coco_ids if labels is not None else
-                    list(range(model_config.num_classes)))
-    return prediction_writer.PanopticPredictionWriter(
-        output_dir, category_ids=category_ids,
-        is_thing=[i < model_config.num_thing_classes
-                  for i in range(model_config.num_classes)])
+  def _panoptic_evaluator(self) -> panoptic_evaluator.PanopticEvaluator:
+    """The evaluator of this task's validations (built once)."""
+    if self._evaluator is not None:
+      return self._evaluator
+    config = self.task_config
+    model_config = config.model
+    path = config.validation_data.label_map_path
+    if path:
+      classes = class_info.ClassInfo.from_label_map(
+          label_map_check.check_label_map(
+              path, model_config.num_classes, model_config.num_thing_classes,
+              f'task.validation_data.label_map_path={path}'))
+    else:
+      classes = class_info.ClassInfo.from_counts(
+          model_config.num_classes, model_config.num_thing_classes,
+          name_format='{}')
+    self._evaluator = panoptic_evaluator.PanopticEvaluator(
+        classes, predictions_dir=config.predictions_dir or None,
+        num_summary_images=(_NUM_SUMMARY_IMAGES if config.allow_image_summary
+                            else 0),
+        metrics_path=(os.path.join(self.logging_dir,
+                                   panoptic_evaluator.EVAL_METRICS_FILE)
+                      if self.logging_dir else None))
+    return self._evaluator
 
-  def aggregate_logs(self, state: Optional[panoptic_quality.PanopticQuality],
+  def aggregate_logs(self,
+                     state: Optional[panoptic_evaluator.PanopticEvaluator],
                      step_outputs: Mapping[str, Any]
-                     ) -> panoptic_quality.PanopticQuality:
-    """Adds a batch of predictions to the PQ accumulator."""
+                     ) -> panoptic_evaluator.PanopticEvaluator:
+    """Adds a validation step's predictions to the evaluator.
+
+    `state` None starts an evaluation: PQ from zero, a new predictions JSON
+    (in task.predictions_dir) and new panels.
+    """
     if state is None:
-      model_config = self.task_config.model
-      # PQ in training ids equals PQ in dataset ids: the mapping is 1:1.
-      state = panoptic_quality.PanopticQuality(
-          panoptic_quality.training_categories(
-              model_config.num_classes, model_config.num_thing_classes))
-      # One writer per evaluation: its JSON lists this evaluation's images.
-      self._prediction_writer = self._new_prediction_writer()
-      self._summary_panels = []
-    outputs = step_outputs[_PANOPTIC_OUTPUTS]
-    # Under a distribution strategy each value is a tuple of replica values.
-    per_replica = {k: v if isinstance(v, (tuple, list)) else (v,)
-                   for k, v in outputs.items()}
-    num_replicas = len(per_replica[keys.IMAGE_INFO])
-    for replica in range(num_replicas):
-      batch = {k: np.asarray(v[replica]) for k, v in per_replica.items()}
-      for i in range(batch[keys.IMAGE_INFO].shape[0]):
-        self._add_image(state, {k: v[i] for k, v in batch.items()})
+      state = self._panoptic_evaluator()
+      state.reset_states()
+    state.update_state(step_outputs[_PANOPTIC_OUTPUTS])
     return state
 
-  def _add_image(self, state: panoptic_quality.PanopticQuality,
-                 image: Mapping[str, np.ndarray]) -> None:
-    """Adds one image's prediction and ground truth to the accumulator."""
-    info = image[keys.IMAGE_INFO]
-    height, width = np.round(info[0]).astype(np.int64)
-    if height <= 0:  # A padded example of the last batch.
-      return
-    gt_map = image[keys.GT_SEGMENT_MAP][:height, :width]
-    gt_segments = panoptic_quality.segments_from_arrays(
-        image[keys.GT_SEGMENT_IDS], image[keys.GT_SEGMENT_CLASSES],
-        image[keys.GT_SEGMENT_IS_CROWD])
-    # Segments too small to survive the resize to the original size vanish
-    # from the map; only the ones left are predictions.
-    pred_map = prediction_writer.resize_to_original(
-        image[keys.PANOPTIC_SEGMENT_MAP], image_info=info)
-    classes = image[keys.SEGMENT_CLASSES_OUT]
-    present = np.unique(pred_map)
-    pred_segments = [{'id': int(s), 'category_id': int(classes[s - 1])}
-                     for s in present if s != 0]
-    name = parser_lib.source_id_string(image[keys.GT_SOURCE_ID])
-    state.update(gt_map, gt_segments, pred_map, pred_segments, name=name)
-    if (keys.IMAGE in image and
-        len(self._summary_panels) < _NUM_SUMMARY_IMAGES):
-      self._summary_panels.append(
-          self._render_panel(image, gt_map, pred_map, classes))
-    if self._prediction_writer is not None:
-      self._prediction_writer.add_segments(
-          image_id=name, file_name=name,
-          segment_map=image[keys.PANOPTIC_SEGMENT_MAP],
-          segment_classes=classes, image_info=info)
+  def reduce_aggregated_logs(
+      self, aggregated_logs: Optional[panoptic_evaluator.PanopticEvaluator],
+      global_step: Optional[tf.Tensor] = None) -> Dict[str, Any]:
+    """PQ (x100, like panopticapi), per class, and the image panels.
 
-  def _render_panel(self, image: Mapping[str, np.ndarray],
-                    gt_map: np.ndarray, pred_map: np.ndarray,
-                    pred_classes: np.ndarray) -> np.ndarray:
-    """Input | ground truth | prediction | legend at the original size."""
-    model_config = self.task_config.model
-    is_thing = [i < model_config.num_thing_classes
-                for i in range(model_config.num_classes)]
-    info = image[keys.IMAGE_INFO]
-    content_h, content_w = np.round(info[1]).astype(np.int64)
-    pixels = np.asarray(image[keys.IMAGE][:content_h, :content_w], np.uint8)
-    height, width = gt_map.shape
-    pixels = np.asarray(Image.fromarray(pixels).resize(
-        (width, height), Image.BILINEAR))
-    groundtruth = panels.category_instance_from_segments(
-        gt_map, image[keys.GT_SEGMENT_IDS], image[keys.GT_SEGMENT_CLASSES],
-        is_thing, image[keys.GT_SEGMENT_IS_CROWD])
-    prediction = panels.category_instance_from_segments(
-        pred_map, np.arange(1, len(pred_classes) + 1), pred_classes, is_thing)
-    return panels.render_side_by_side(pixels, groundtruth, prediction,
-                                      self._class_names(), is_thing,
-                                      self._class_colors())
-
-  def _label_map(self) -> Optional[label_map.LabelMap]:
-    """validation_data.label_map_path's label map (read once), or None."""
-    path = self.task_config.validation_data.label_map_path
-    if not path:
-      return None
-    if self._loaded_label_map is None:
-      labels = label_map.LabelMap.load(path)
-      num_classes = self.task_config.model.num_classes
-      if labels.num_classes != num_classes:
-        raise ValueError(
-            f'task.validation_data.label_map_path {path} has '
-            f'{labels.num_classes} classes, the model {num_classes}')
-      self._loaded_label_map = labels
-    return self._loaded_label_map
-
-  def _class_colors(self) -> np.ndarray:
-    """uint8 [num_classes, 3] colours of the label map, else a palette."""
-    labels = self._label_map()
-    if labels is not None:
-      return np.asarray([c.color for c in labels.classes], np.uint8)
-    return palette.default_class_colors(self.task_config.model.num_classes)
-
-  def _class_names(self) -> List[str]:
-    """Class names from validation_data.label_map_path, else the ids."""
-    labels = self._label_map()
-    if labels is not None:
-      return list(labels.names)
-    return [str(i) for i in range(self.task_config.model.num_classes)]
-
-  def reduce_aggregated_logs(self, aggregated_logs: Any,
-                             global_step: Optional[tf.Tensor] = None
-                             ) -> Dict[str, float]:
-    """Turns the PQ accumulator into scalar logs (x100, like panopticapi)."""
+    Also writes the predictions JSON and <logging_dir>/eval_metrics.json.
+    """
     if aggregated_logs is None:
       return {}
-    result = aggregated_logs.result()
-    logs = {}
-    for group in ('All', 'Things', 'Stuff'):
-      for metric in ('pq', 'sq', 'rq'):
-        logs[f'{metric.upper()}_{group.lower()}'] = (
-            100.0 * result[group][metric])
-    names = self._class_names()
-    for class_id, values in result['per_class'].items():
-      logs[f'PQ_per_class/{names[int(class_id)]}'] = 100.0 * values['pq']
-    for index, panel in enumerate(self._summary_panels):
-      logs[f'image/eval_{index}'] = panel[np.newaxis]
-    if self._prediction_writer is not None:
-      self._prediction_writer.write_json()
-    if self.logging_dir:
-      record = {'step': int(global_step.numpy()) if global_step is not None
-                else None}
-      record.update({k: float(v) for k, v in logs.items()
-                     if not k.startswith(('PQ_per_class/', 'image/'))})
-      record['per_class'] = result['per_class']
-      tf.io.gfile.makedirs(self.logging_dir)
-      with tf.io.gfile.GFile(
-          os.path.join(self.logging_dir, EVAL_METRICS_FILE), 'w') as f:
-        json.dump(record, f, indent=1)
-    return logs
+    return aggregated_logs.result(global_step)

@@ -59,7 +59,8 @@ class ClassInfo:
   @classmethod
   def from_counts(cls, num_classes: int,
                   num_thing_classes: Optional[int] = None,
-                  thing_ids: Sequence[int] = ()) -> 'ClassInfo':
+                  thing_ids: Sequence[int] = (),
+                  name_format: str = 'class {}') -> 'ClassInfo':
     """Classes named by id ('class 3'), with default colours.
 
     Args:
@@ -67,6 +68,7 @@ class ClassInfo:
       num_thing_classes: classes `0 .. num_thing_classes - 1` are things;
         None when unknown, then only `thing_ids` are things.
       thing_ids: classes known to be things when `num_thing_classes` is None.
+      name_format: the name of class i is `name_format.format(i)`.
 
     Returns:
       The class info; category ids are the training ids.
@@ -82,7 +84,7 @@ class ClassInfo:
       things = {int(i) for i in thing_ids}
       is_thing = tuple(i in things for i in range(num_classes))
     return cls(
-        names=tuple(f'class {i}' for i in range(num_classes)),
+        names=tuple(name_format.format(i) for i in range(num_classes)),
         is_thing=is_thing,
         colors=palette.default_class_colors(num_classes),
         category_ids=tuple(range(num_classes)))

@@ -149,9 +149,3 @@ def render_legend(entries: Sequence[LegendEntry], height: int,
     draw.text((2 * margin + swatch - left, top - text_top), entry.label,
               fill=TEXT_COLOR, font=font)
   return np.asarray(canvas)
-
-
-def swatch_center(index: int, font_size: int) -> Tuple[int, int]:
-  """(row, column) of the centre of the swatch of legend row `index`."""
-  margin, row, swatch = _layout(font_size)
-  return margin + index * row + swatch // 2, margin + swatch // 2

@@ -1,16 +1,17 @@
 """Input / ground truth / prediction panels, e.g. for TensorBoard summaries.
 
-Every panel of a batch has the same size (the legend width depends only on
-the class names), so a batch stacks into one uint8 [batch, h, w, 3] array
-for `tf.summary.image`. Normalized network inputs go back to uint8 with
-`maskconver.inference.preprocessing.denormalize_image`.
+Panels of images of one size have the same width (the legend width depends
+only on the class names); a legend taller than the image makes its panel
+taller.
 """
 
 from typing import Optional, Sequence, Tuple
 
 import numpy as np
+from PIL import Image
 
 from maskconver import keys
+from maskconver.visualization import class_info
 from maskconver.visualization import legend as legend_lib
 from maskconver.visualization import overlay
 
@@ -112,47 +113,45 @@ def render_side_by_side(image: np.ndarray,
   return overlay.hstack_panels(panels, gap=PANEL_GAP)
 
 
-def render_batch_side_by_side(images: np.ndarray,
-                              groundtruth_category: np.ndarray,
-                              groundtruth_instance: np.ndarray,
-                              predicted_category: np.ndarray,
-                              predicted_instance: np.ndarray,
-                              class_names: Sequence[str],
-                              is_thing: Sequence[bool],
-                              colors: np.ndarray,
-                              draw_labels: bool = False) -> np.ndarray:
-  """`render_side_by_side` for a batch, stacked for `tf.summary.image`.
+def evaluation_panel(image: np.ndarray, image_info: np.ndarray,
+                     groundtruth_map: np.ndarray,
+                     groundtruth_ids: Sequence[int],
+                     groundtruth_classes: Sequence[int],
+                     groundtruth_is_crowd: Sequence[bool],
+                     predicted_map: np.ndarray,
+                     predicted_classes: Sequence[int],
+                     classes: class_info.ClassInfo) -> np.ndarray:
+  """Input | ground truth | prediction | legend of one evaluated image.
 
   Args:
-    images: uint8 [batch, height, width, 3].
-    groundtruth_category: int [batch, height, width] class ids.
-    groundtruth_instance: int [batch, height, width] instance ids.
-    predicted_category: int [batch, height, width] class ids.
-    predicted_instance: int [batch, height, width] instance ids.
-    class_names: name of each training class.
-    is_thing: thing flag of each training class.
-    colors: uint8 [num_classes, 3] class colours.
-    draw_labels: write class names inside the segments.
+    image: uint8 [input height, input width, 3], the (padded) network input
+      before normalization.
+    image_info: float [4, 2], Model Garden's image info: the scaled image
+      fills `image_info[1]` (rows, columns) of the input.
+    groundtruth_map: int [height, width] segment ids at the original size,
+      0 = void (`keys.GT_SEGMENT_MAP`, cropped).
+    groundtruth_ids: [num_segments] ids, 0 for padding.
+    groundtruth_classes: [num_segments] training classes.
+    groundtruth_is_crowd: [num_segments] crowd flags.
+    predicted_map: int [height, width], segment index + 1 at the original
+      size, 0 = void.
+    predicted_classes: [K] training class of each segment index.
+    classes: names, thing flags and colours of the training classes.
 
   Returns:
-    uint8 [batch, panel height, panel width, 3]; panels whose legend is
-    taller than the others are matched by padding the rest at the bottom.
+    uint8 [height, ..., 3], as `render_side_by_side`, with the input resized
+    (bilinear) to the original size.
   """
-  images = np.asarray(images)
-  if images.ndim != 4:
-    raise ValueError(f'images must be [batch, height, width, 3], got '
-                     f'{images.shape}')
-  font_size = legend_lib.default_font_size(*images.shape[1:3])
-  panels = [
-      render_side_by_side(
-          images[i], (groundtruth_category[i], groundtruth_instance[i]),
-          (predicted_category[i], predicted_instance[i]), class_names,
-          is_thing, colors, draw_labels=draw_labels, font_size=font_size)
-      for i in range(images.shape[0])
-  ]
-  height = max(p.shape[0] for p in panels)
-  out = np.empty((len(panels), height, panels[0].shape[1], 3), np.uint8)
-  out[:] = np.asarray(legend_lib.BACKGROUND_COLOR, np.uint8)
-  for i, panel in enumerate(panels):
-    out[i, :panel.shape[0]] = panel
-  return out
+  content_h, content_w = np.round(np.asarray(image_info)[1]).astype(np.int64)
+  pixels = np.asarray(image[:content_h, :content_w], np.uint8)
+  height, width = np.shape(groundtruth_map)
+  pixels = np.asarray(Image.fromarray(pixels).resize(
+      (width, height), Image.BILINEAR))
+  groundtruth = category_instance_from_segments(
+      groundtruth_map, groundtruth_ids, groundtruth_classes, classes.is_thing,
+      groundtruth_is_crowd)
+  prediction = category_instance_from_segments(
+      predicted_map, np.arange(1, len(predicted_classes) + 1),
+      predicted_classes, classes.is_thing)
+  return render_side_by_side(pixels, groundtruth, prediction, classes.names,
+                             classes.is_thing, classes.colors)

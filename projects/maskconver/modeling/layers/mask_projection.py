@@ -11,17 +11,16 @@ import tf_keras
 class MaskProjection(tf_keras.layers.Layer):
   """mask_logits[b, y, x, k] = sum_c features[b, y, x, c] * embeddings[b, k, c].
 
-  A 1x1 "dynamic convolution" whose K kernels are the mask embeddings. Two
-  forms of the same product, which TFLite runs with different kernels
-  (`scripts/benchmark_mask_einsum.py`: [1, 64, 64, 256] x [1, 50, 256], the
-  mobile recipe at 256x256, 1 thread):
+  A 1x1 "dynamic convolution" whose K kernels are the mask embeddings, in
+  one of two forms of the same product that TFLite runs with different
+  kernels (their latencies: docs/tflite_and_quantization.md, from
+  `python -m benchmarks.mask_einsum`):
 
-  * `fully_connected=False` (default): one einsum, a BATCH_MATMUL in TFLite:
-    float32 1.4 ms with XNNPACK but 37 ms with TFLite's own kernels; int8
-    8 ms with either.
+  * `fully_connected=False` (default): one einsum, a BATCH_MATMUL in TFLite,
+    fast in float32 with XNNPACK, slow with TFLite's own kernels.
   * `fully_connected=True` (batch 1 only): the features as an
     [H * W, C] matrix times the embeddings, a FULLY_CONNECTED with runtime
-    weights in TFLite: int8 1.2 ms with either kernel set, float32 3.3 ms.
+    weights in TFLite, the fast form in int8 with either kernel set.
     `export_module` traces the int8 twin of its batch-1 TFLite signatures
     in this form.
   """
