@@ -8,9 +8,11 @@
 Model Garden's flags: --experiment, --mode (train, eval, train_and_eval,
 continuous_eval), --model_dir, --config_file (repeatable), --params_override,
 --tpu, --gin_file, --gin_params; ours: --seed (Python, NumPy and TensorFlow
-seeds, for repeatable runs such as scripts/ablation_study.py). Re-running the
-same command resumes from the latest checkpoint in --model_dir. Every
-evaluation writes <model_dir>/eval_metrics.json.
+seeds, and TensorFlow's op determinism unless --nodeterministic): the same
+seeded command on the same machine writes bit-identical checkpoints
+(docs/training.md, Reproducible runs). Re-running the same command resumes
+from the latest checkpoint in --model_dir. Every evaluation writes
+<model_dir>/eval_metrics.json.
 """
 
 from absl import flags
@@ -23,6 +25,7 @@ from official.core import train_lib
 from official.core import train_utils
 from official.modeling import performance
 from official.vision.utils import summary_manager
+import tensorflow as tf
 import tf_keras
 
 from maskconver import registry_imports  # pylint: disable=unused-import
@@ -33,11 +36,19 @@ _SEED = flags.DEFINE_integer(
     'seed', None,
     'Seeds Python, NumPy and TensorFlow (weights, shuffling, augmentation) '
     'so a run repeats; unset: not seeded.', lower_bound=0)
+_DETERMINISTIC = flags.DEFINE_boolean(
+    'deterministic', True,
+    'With --seed: runs every TensorFlow op deterministically (and the input '
+    'pipeline\'s random maps in a fixed order), so a rerun on the same '
+    'machine writes bit-identical checkpoints; --nodeterministic keeps '
+    'TensorFlow\'s default kernels. No effect without --seed.')
 
 
 def main(_) -> None:
   if _SEED.value is not None:
     tf_keras.utils.set_random_seed(_SEED.value)
+  if _SEED.value is not None and _DETERMINISTIC.value:
+    tf.config.experimental.enable_op_determinism()
   params = train_utils.parse_configuration(FLAGS)
   model_dir = FLAGS.model_dir
   if 'train' in FLAGS.mode:
