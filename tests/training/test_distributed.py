@@ -15,8 +15,9 @@ The logged losses of steps 1-3 must agree within a relative 2e-5. What is
 left is float32 summation order (all-reduce of gradients and of the loss
 normalizers, sync-BN moments): measured at most 2e-7. Plain SGD (constant lr
 0.02) makes the later steps sensitive to the size of the summed gradients,
-which Adam's normalization would hide. Before the task normalized its losses
-by the global counts of centers and masks, step 1 already differed by 6e-4.
+which Adam's normalization would hide. The losses are normalized by the
+global counts of centers and masks: per-replica counts make step 1 differ by
+about 6e-4.
 """
 
 import json
