@@ -3,9 +3,15 @@
 Each YAML opens with comment lines:
 
   # Table <n> (<what the table varies>), row: <row>.
-  # Paper: <PQ, params, FLOPs as far as the paper gives them>.
+  # Paper: <the row's figures in the paper's table>.
   # <notes>
-  # Measured (model_stats at HxW): <params>M params, <flops>B FLOPs.
+  # Measured (model_stats at HxW): <p>M params on path (<b>M built), <f>B FLOPs.
+
+The Paper line lists, comma-separated and in this order, what the table gives:
+`PQ x (things y, stuff z)` or `PQ x` or `PQ stuff x`, `<n>M params`,
+`<n>B FLOPs`, `<n> FPS (V100)` (test_paper_figures.py checks them against the
+paper's tables). The Measured line is `tools.model_stats`: `params_on_path`,
+`params` and `flops`.
   # experiment: <registered base experiment>
 """
 
@@ -21,8 +27,8 @@ ABLATIONS_DIR = os.path.join(REPO, 'configs', 'experiments', 'ablations')
 
 _TABLE = re.compile(r'^# Table ([2-7]) \((.+)\), row: (.+)\.$')
 _MEASURED = re.compile(
-    r'^# Measured \(model_stats at (\d+)x(\d+)\): ([\d.]+)M params, '
-    r'([\d.]+)B FLOPs\.$')
+    r'^# Measured \(model_stats at (\d+)x(\d+)\): ([\d.]+)M params on path '
+    r'\(([\d.]+)M built\), ([\d.]+)B FLOPs\.$')
 _EXPERIMENT = re.compile(r'^# experiment: (\w+)$')
 
 
@@ -34,8 +40,10 @@ class AblationRow:
   row: str
   is_recipe: bool
   experiment: str
+  paper_line: str
   input_size: List[int]
   params_millions: float
+  built_params_millions: float
   flops_billions: float
 
 
@@ -59,9 +67,11 @@ def parse(path: str) -> AblationRow:
   return AblationRow(
       path=path, name=name[:-len('.yaml')], table=int(table.group(1)),
       row=table.group(3), is_recipe=table.group(3).endswith('(the recipe)'),
-      experiment=experiment.group(1),
+      experiment=experiment.group(1), paper_line=header[1],
       input_size=[int(m.group(1)), int(m.group(2))],
-      params_millions=float(m.group(3)), flops_billions=float(m.group(4)))
+      params_millions=float(m.group(3)),
+      built_params_millions=float(m.group(4)),
+      flops_billions=float(m.group(5)))
 
 
 def all_rows() -> List[AblationRow]:

@@ -73,8 +73,12 @@ def test_cli_mobile_256_recipe(tmp_path):
   # measured; phone heads and ASPP rates 6/12/18). FLOPs (multiply-adds):
   # measured, cf. the paper's 1.5B.
   assert stats['params'] == 3_290_069
+  # MobileNet's 1x1 conv 448 -> 1280 + batch norm after the global pooling
+  # feeds no output (tests/modeling/test_factory.py): not on the path.
+  assert stats['params_on_path'] == 3_290_069 - (448 * 1280 + 4 * 1280)
   assert stats['flops'] == 1_500_861_743
   assert 'params       3.29 M' in result.stdout
+  assert 'on path      2.71 M' in result.stdout
 
 
 def test_cli_rejects_a_bad_input_size(tmp_path):
@@ -84,3 +88,42 @@ def test_cli_rejects_a_bad_input_size(tmp_path):
   assert ('--input_size must be two positive integers written HxW, e.g. '
           "640x640 (H,W works too); got 'abc'") in result.stderr
   assert not result.stdout.strip()
+
+
+class _BranchModel(tf_keras.Model):
+  """A 3x3 conv the forward pass runs and a dense layer it never calls."""
+
+  def __init__(self):
+    super().__init__()
+    self.conv = tf_keras.layers.Conv2D(4, 3, padding='same')
+    self.norm = tf_keras.layers.BatchNormalization()
+    self.unused = tf_keras.layers.Dense(10)
+    self.unused.build([None, 6])
+
+  def call(self, images, training=False):
+    return self.norm(self.conv(images), training=training)
+
+
+def test_params_on_path_leaves_out_a_built_but_unused_layer():
+  model = _BranchModel()
+  model(tf_keras.Input([8, 8, 3]))
+  conv = 3 * 3 * 3 * 4 + 4           # kernel + bias
+  norm = 4 * 4                       # gamma, beta, moving mean and variance
+  unused = 6 * 10 + 10               # the dense layer's kernel + bias
+  assert model.count_params() == conv + norm + unused
+  assert model_stats.count_params_on_path(model, 8, 8) == conv + norm
+
+
+def test_params_on_path_leaves_out_an_endpoint_no_output_uses():
+  # A functional model computes a side endpoint (global pool + 1x1 conv to 9)
+  # that is built and traced but feeds no output.
+  images = tf_keras.Input([8, 8, 3])
+  features = tf_keras.layers.Conv2D(4, 1)(images)
+  pooled = tf_keras.layers.GlobalAveragePooling2D(keepdims=True)(features)
+  side = tf_keras.layers.Conv2D(9, 1)(pooled)
+  backbone = tf_keras.Model(images, {'main': features, 'side': side})
+  model = _conv_model(tf_keras.layers.Lambda(lambda x: backbone(x)['main']))
+  conv = 3 * 4 + 4
+  side_conv = 4 * 9 + 9
+  assert backbone.count_params() == conv + side_conv
+  assert model_stats.count_params_on_path(model, 8, 8) == conv
