@@ -38,6 +38,9 @@ setuptools.setup(
     extras_require={
         'test': ['pytest>=8', 'pytest-timeout>=2.3', 'pytest-xdist>=3.5',
                  'hotcoco>=1.3'],
+        # ONNX export (maskconver.serving.export_onnx): versions tested
+        # together with tensorflow 2.20 (docs/onnx.md).
+        'onnx': ['tf2onnx==1.17.0', 'onnx==1.23.2', 'onnxruntime==1.32.0'],
     },
     entry_points={
         'console_scripts': [
@@ -46,6 +49,7 @@ setuptools.setup(
             'maskconver-export-saved-model='
             'maskconver.serving.export_saved_model:run',
             'maskconver-export-tflite=maskconver.serving.export_tflite:run',
+            'maskconver-export-onnx=maskconver.serving.export_onnx:run',
             'maskconver-evaluate-pq=maskconver.tools.evaluate_pq:run',
             'maskconver-model-stats=maskconver.tools.model_stats:run',
             'maskconver-scale-report=maskconver.tools.scale_report:run',

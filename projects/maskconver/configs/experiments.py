@@ -201,7 +201,7 @@ def maskconver_synthetic() -> cfg.ExperimentConfig:
   heads, class embedding) at a width a laptop trains in minutes: ResNet-18 at
   half width from scratch. Input paths come from the YAML or overrides.
   """
-  train_steps = 1500
+  train_steps = 2000
   model = maskconver_cfg.MaskConverModel(
       num_classes=SYNTHETIC_NUM_CLASSES,
       num_thing_classes=SYNTHETIC_NUM_THING_CLASSES,

@@ -29,10 +29,13 @@ def slot_sums(values: tf.Tensor, slots: tf.Tensor, num_slots: int
     return tf.reduce_sum(
         tf.one_hot(slots, num_slots, dtype=tf.float32) * values[..., None],
         axis=list(range(1, len(values.shape))))
-  # Segment b * (N + 1) + n sums image b's values of slot n.
+  # Segment b * (N + 1) + n sums image b's values of slot n. Values and
+  # segments are flattened to rank 1, the one segment rank that ONNX
+  # converters take; the sums are the same (flattening keeps every value).
   offsets = tf.reshape(tf.range(batch, dtype=tf.int32) * (num_slots + 1),
                        [batch] + [1] * (len(values.shape) - 1))
-  sums = tf.math.unsorted_segment_sum(values, slots + offsets,
+  sums = tf.math.unsorted_segment_sum(tf.reshape(values, [-1]),
+                                      tf.reshape(slots + offsets, [-1]),
                                       batch * (num_slots + 1))
   return tf.reshape(sums, [batch, num_slots + 1])[:, :num_slots]
 
