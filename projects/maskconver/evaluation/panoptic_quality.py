@@ -19,20 +19,21 @@ evaluates a pair of COCO panoptic folders + JSON files.
 """
 
 import collections
+import multiprocessing
 import os
+import sys
 from typing import (Any, Callable, Dict, List, Mapping, Optional, Sequence,
-                    Union)
+                    Tuple, Union)
 
 from absl import logging
 import numpy as np
+from PIL import Image
 
 from maskconver import keys
 from maskconver.data import coco_panoptic_io
 
 PanopticFormatError = coco_panoptic_io.PanopticFormatError
 
-# Pairs of (gt id, pred id) are packed into one integer as gt * _OFFSET + pred.
-_OFFSET = keys.LABEL_BASE**3
 _MATCH_IOU = 0.5
 _IGNORE_FRACTION = 0.5
 _MAX_LISTED_IMAGES = 10
@@ -80,6 +81,50 @@ def _segments_by_id(segments: Sequence[Mapping[str, Any]], what: str,
           f'{where}: {what} segment id {segment_id} is listed twice')
     by_id[segment_id] = segment
   return by_id
+
+
+def _hash_modulus(listed_ids: np.ndarray) -> int:
+  """The smallest modulus >= 2 n under which the n listed ids differ."""
+  modulus = max(2 * len(listed_ids), 1)
+  while len(set((listed_ids % modulus).tolist())) < len(listed_ids):
+    modulus += 1
+  return modulus
+
+
+def _listed_index(segment_map: np.ndarray,
+                  listed_ids: np.ndarray) -> np.ndarray:
+  """Maps each pixel to 1 + the position of its id in `listed_ids`, else 0.
+
+  Args:
+    segment_map: int [height, width] segment ids.
+    listed_ids: int64 [n] sorted distinct ids of the segments listed in the
+      JSON.
+
+  Returns:
+    int [height, width]: 0 for void and for ids absent from `listed_ids`.
+  """
+  if not np.issubdtype(segment_map.dtype, np.integer):
+    segment_map = segment_map.astype(np.int64)
+  if not len(listed_ids):
+    return np.zeros(segment_map.shape, np.int64)
+  # A perfect hash of the listed ids (id % modulus) into a small table, then
+  # a check that the pixel's id is the listed one in its slot.
+  modulus = _hash_modulus(listed_ids)
+  slot_index = np.zeros(modulus, np.int64)
+  slot_index[listed_ids % modulus] = np.arange(1, len(listed_ids) + 1)
+  index = slot_index[segment_map % modulus]
+  # Index 0 holds -1; a pixel whose id is -1 gets index 0 either way.
+  listed = np.concatenate([[-1], listed_ids])
+  index *= listed[index] == segment_map
+  return index
+
+
+def _unlisted_ids(segment_map: np.ndarray, index: np.ndarray) -> List[int]:
+  """Sorted non-void ids of `segment_map` that `index` maps to 0."""
+  unlisted = (index == 0) & (segment_map != keys.VOID_SEGMENT_ID)
+  if not unlisted.any():
+    return []
+  return np.unique(segment_map[unlisted]).tolist()
 
 
 class PanopticQuality:
@@ -146,8 +191,8 @@ class PanopticQuality:
         twice or is missing from the map or the list, or a category is
         unknown.
     """
-    gt_map = np.asarray(gt_segment_map).astype(np.int64)
-    pred_map = np.asarray(pred_segment_map).astype(np.int64)
+    gt_map = np.asarray(gt_segment_map)
+    pred_map = np.asarray(pred_segment_map)
     if gt_map.shape != pred_map.shape or gt_map.ndim != 2:
       raise PanopticFormatError(
           f'{name}: ground truth is {gt_map.shape} and prediction '
@@ -160,76 +205,92 @@ class PanopticQuality:
     for segment_id, segment in pred_by_id.items():
       self._check_category(int(segment['category_id']), segment_id,
                            'predicted', name)
-
-    pred_ids, pred_counts = np.unique(pred_map, return_counts=True)
-    pred_area = {}
-    for segment_id, count in zip(pred_ids.tolist(), pred_counts.tolist()):
-      if segment_id == keys.VOID_SEGMENT_ID:
-        continue
-      if segment_id not in pred_by_id:
-        raise PanopticFormatError(
-            f'{name}: segment id {segment_id} is in the predicted PNG but '
-            'not in its segments_info')
-      pred_area[segment_id] = count
-    missing = sorted(set(pred_by_id) - set(pred_area))
+    pred_ids = np.array(sorted(pred_by_id), np.int64)
+    gt_ids = np.array(sorted(gt_by_id), np.int64)
+    pred_index = _listed_index(pred_map, pred_ids)
+    unlisted = _unlisted_ids(pred_map, pred_index)
+    if unlisted:
+      raise PanopticFormatError(
+          f'{name}: segment id {unlisted[0]} is in the predicted PNG but '
+          'not in its segments_info')
+    gt_index = _listed_index(gt_map, gt_ids)
+    # overlap[g, p]: pixels of listed gt segment g - 1 and prediction p - 1;
+    # row and column 0 are void.
+    overlap = np.bincount(
+        (gt_index.astype(np.int64) * (len(pred_ids) + 1) +
+         pred_index).reshape(-1),
+        minlength=(len(gt_ids) + 1) * (len(pred_ids) + 1)).reshape(
+            len(gt_ids) + 1, len(pred_ids) + 1)
+    pred_area = overlap.sum(axis=0)
+    missing = pred_ids[pred_area[1:] == 0].tolist()
     if missing:
       raise PanopticFormatError(
           f'{name}: predicted segment ids {missing} are in segments_info but '
           'not in the PNG')
-
-    pairs, intersections = np.unique(gt_map * _OFFSET + pred_map,
-                                     return_counts=True)
-    overlap = {}
-    for pair, intersection in zip(pairs.tolist(), intersections.tolist()):
-      overlap[(pair // _OFFSET, pair % _OFFSET)] = intersection
-    gt_area = collections.Counter()
-    for (gt_id, _), intersection in overlap.items():
-      gt_area[gt_id] += intersection
-    unknown_gt = sorted(set(gt_area) - set(gt_by_id) - {keys.VOID_SEGMENT_ID})
+    unknown_gt = _unlisted_ids(gt_map, gt_index)
     if unknown_gt:
       raise PanopticFormatError(
           f'{name}: segment ids {unknown_gt} are in the ground-truth PNG but '
           'not in its segments_info')
+    row = {segment_id: g for g, segment_id in enumerate(gt_ids.tolist())}
+    self._add_image(overlap, [gt_by_id[i] for i in gt_ids.tolist()],
+                    [pred_by_id[i] for i in pred_ids.tolist()],
+                    [row[i] for i in gt_by_id])
 
-    gt_matched = set()
-    pred_matched = set()
-    for (gt_id, pred_id), intersection in overlap.items():
-      if gt_id not in gt_by_id or pred_id not in pred_by_id:
-        continue
-      gt_segment = gt_by_id[gt_id]
-      if gt_segment.get('iscrowd', 0) == 1:
-        continue
-      category_id = int(gt_segment['category_id'])
-      if category_id != int(pred_by_id[pred_id]['category_id']):
-        continue
-      area = gt_segment.get('area', gt_area[gt_id])
-      union = (pred_area[pred_id] + area - intersection -
-               overlap.get((keys.VOID_SEGMENT_ID, pred_id), 0))
-      iou = intersection / union
-      if iou > _MATCH_IOU:
-        self._tp[category_id] += 1
-        self._iou_sum[category_id] += iou
-        gt_matched.add(gt_id)
-        pred_matched.add(pred_id)
+  def _add_image(self, overlap: np.ndarray,
+                 gt_segments: Sequence[Mapping[str, Any]],
+                 pred_segments: Sequence[Mapping[str, Any]],
+                 json_order: Sequence[int]) -> None:
+    """Adds one image's matches.
+
+    Args:
+      overlap: int [1 + len(gt_segments), 1 + len(pred_segments)] pixel
+        counts of each (gt, predicted) pair; row and column 0 are void.
+      gt_segments: the ground-truth records of rows 1...
+      pred_segments: the predicted records of columns 1...
+      json_order: positions in `gt_segments` in the order of the JSON (the
+        crowd region of a category is the last crowd segment listed).
+    """
+    counted_area = overlap.sum(axis=1)
+    pred_area = overlap.sum(axis=0)
+    gt_category = np.array([int(s['category_id']) for s in gt_segments],
+                           np.int64)
+    pred_category = np.array([int(s['category_id']) for s in pred_segments],
+                             np.int64)
+    gt_crowd = np.array([s.get('iscrowd', 0) == 1 for s in gt_segments], bool)
+    # The JSON area when given, as the official evaluator reads it.
+    gt_area = np.array([s.get('area', counted_area[g + 1])
+                        for g, s in enumerate(gt_segments)], np.float64)
+    intersection = overlap[1:, 1:]
+    union = (pred_area[np.newaxis, 1:] + gt_area[:, np.newaxis] -
+             intersection - overlap[np.newaxis, 0, 1:])
+    candidate = ((intersection > 0) & ~gt_crowd[:, np.newaxis] &
+                 (gt_category[:, np.newaxis] == pred_category[np.newaxis]))
+    iou = np.where(candidate, intersection / np.where(candidate, union, 1),
+                   0.0)
+    matched = iou > _MATCH_IOU
+    for g, p in zip(*np.nonzero(matched)):
+      category_id = int(gt_category[g])
+      self._tp[category_id] += 1
+      self._iou_sum[category_id] += float(iou[g, p])
+    gt_matched = matched.any(axis=1)
+    pred_matched = matched.any(axis=0)
 
     crowd_of_category = {}
-    for gt_id, gt_segment in gt_by_id.items():
-      if gt_id in gt_matched:
-        continue
-      category_id = int(gt_segment['category_id'])
-      if gt_segment.get('iscrowd', 0) == 1:
-        crowd_of_category[category_id] = gt_id
-        continue
-      self._fn[category_id] += 1
+    for g in json_order:
+      category_id = int(gt_category[g])
+      if gt_crowd[g]:
+        crowd_of_category[category_id] = g
+      elif not gt_matched[g]:
+        self._fn[category_id] += 1
 
-    for pred_id, pred_segment in pred_by_id.items():
-      if pred_id in pred_matched:
+    for p, category_id in enumerate(pred_category.tolist()):
+      if pred_matched[p]:
         continue
-      category_id = int(pred_segment['category_id'])
-      ignored = overlap.get((keys.VOID_SEGMENT_ID, pred_id), 0)
+      ignored = overlap[0, p + 1]
       if category_id in crowd_of_category:
-        ignored += overlap.get((crowd_of_category[category_id], pred_id), 0)
-      if ignored / pred_area[pred_id] > _IGNORE_FRACTION:
+        ignored += overlap[crowd_of_category[category_id] + 1, p + 1]
+      if ignored / pred_area[p + 1] > _IGNORE_FRACTION:
         continue
       self._fp[category_id] += 1
 
@@ -243,16 +304,22 @@ class PanopticQuality:
         for category_id in self._categories
     }
 
+  def add_counts(self, counts: Mapping[int, Mapping[str, float]]) -> None:
+    """Adds counts in the form of `counts()` (e.g. from another process)."""
+    for category_id, category_counts in counts.items():
+      if category_id not in self._categories:
+        raise ValueError(f'counts of unknown category {category_id}')
+      self._tp[category_id] += category_counts['tp']
+      self._fp[category_id] += category_counts['fp']
+      self._fn[category_id] += category_counts['fn']
+      self._iou_sum[category_id] += category_counts['iou_sum']
+
   def merge(self, other: 'PanopticQuality') -> None:
     """Adds the counts of another accumulator over the same categories."""
     if other.categories != self._categories:
       raise ValueError('cannot merge PanopticQuality accumulators over '
                        'different categories')
-    for category_id, counts in other.counts().items():
-      self._tp[category_id] += counts['tp']
-      self._fp[category_id] += counts['fp']
-      self._fn[category_id] += counts['fn']
-      self._iou_sum[category_id] += counts['iou_sum']
+    self.add_counts(other.counts())
 
   def result(self) -> Dict[str, Any]:
     """Returns PQ in the shape of panopticapi's `pq_compute`, as fractions.
@@ -360,7 +427,8 @@ def evaluate_coco_panoptic(
     pred_json: str,
     pred_folder: str,
     categories: Optional[CategoriesLike] = None,
-    warn: Optional[Callable[[str], None]] = None) -> Dict[str, Any]:
+    warn: Optional[Callable[[str], None]] = None,
+    num_workers: int = 1) -> Dict[str, Any]:
   """Evaluates COCO panoptic predictions against COCO panoptic ground truth.
 
   Predictions of images absent from the ground truth are ignored, as
@@ -374,6 +442,10 @@ def evaluate_coco_panoptic(
     pred_folder: folder of the predicted PNGs.
     categories: the categories to evaluate; default: those of `gt_json`.
     warn: receives each warning; default: absl `logging.warning`.
+    num_workers: processes that read and score the images; 1 scores them
+      in this process. The result does not depend on it: per-category
+      counts are sums of the same per-image integers, and IoU sums differ
+      only by float rounding of the order of additions.
 
   Returns:
     The dict of `PanopticQuality.result()`.
@@ -418,7 +490,7 @@ def evaluate_coco_panoptic(
     warn(f'{pred_json}: ignored the predictions of {len(not_in_gt)} image(s) '
          f'absent from {gt_json}, as panopticapi does: image_id {listed}')
 
-  pq = PanopticQuality(categories)
+  images = []
   for gt_annotation in gt_annotations:
     image_id = gt_annotation['image_id']
     if image_id not in pred_by_image:
@@ -430,10 +502,77 @@ def evaluate_coco_panoptic(
     pred_png = os.path.join(
         pred_folder, _annotation_field(pred_annotation, 'file_name',
                                        pred_json))
-    pq.update(
-        coco_panoptic_io.read_segment_map(gt_png),
-        _annotation_field(gt_annotation, 'segments_info', gt_json),
-        coco_panoptic_io.read_segment_map(pred_png),
-        _annotation_field(pred_annotation, 'segments_info', pred_json),
-        name=f'{pred_png} vs {gt_png} (image_id {image_id!r})')
+    images.append((
+        gt_png, _annotation_field(gt_annotation, 'segments_info', gt_json),
+        pred_png, _annotation_field(pred_annotation, 'segments_info',
+                                    pred_json),
+        f'{pred_png} vs {gt_png} (image_id {image_id!r})'))
+  pq = PanopticQuality(categories)
+  for counts in _map_chunks(pq.categories, images, num_workers):
+    pq.add_counts(counts)
   return pq.result()
+
+
+# (gt PNG, gt segments_info, predicted PNG, predicted segments_info, name).
+_Image = Tuple[str, Sequence[Mapping[str, Any]], str,
+               Sequence[Mapping[str, Any]], str]
+_CHUNKS_PER_WORKER = 4
+
+
+def _read_segment_map(path: str) -> np.ndarray:
+  """`coco_panoptic_io.read_segment_map`, decoding RGBA into uint32 at once.
+
+  A file it cannot decode goes to `coco_panoptic_io.read_segment_map`, which
+  raises the PanopticFormatError that names it.
+  """
+  try:
+    with Image.open(path) as image:
+      rgba = np.asarray(image.convert('RGBA'))
+  except OSError:
+    return coco_panoptic_io.read_segment_map(path)
+  # The little-endian uint32 of bytes R, G, B, A is R + 256 G + 256**2 B +
+  # 256**3 A; the mask keeps the id.
+  ids = np.ascontiguousarray(rgba).view('<u4')[..., 0]
+  return (ids & np.uint32(keys.LABEL_BASE**3 - 1)).astype(np.int32)
+
+
+def _score_images(categories: CategoriesLike,
+                  images: Sequence[_Image]) -> Dict[int, Dict[str, float]]:
+  """Reads and scores a run of images; the counts of `PanopticQuality`."""
+  pq = PanopticQuality(categories)
+  for gt_png, gt_segments, pred_png, pred_segments, name in images:
+    pq.update(_read_segment_map(gt_png), gt_segments,
+              _read_segment_map(pred_png), pred_segments,
+              name=name)
+  return pq.counts()
+
+
+def _score_chunk(arguments: Tuple[CategoriesLike, Sequence[_Image]]
+                 ) -> Dict[int, Dict[str, float]]:
+  return _score_images(*arguments)
+
+
+def _map_chunks(categories: CategoriesLike, images: Sequence[_Image],
+                num_workers: int):
+  """Yields the counts of consecutive runs of images, in image order.
+
+  With several workers the first error in image order is raised, as with
+  one: the pool hands results back in order and a worker's
+  PanopticFormatError (a picklable ValueError) is re-raised in the caller
+  with its message. Workers start with `fork` while TensorFlow is not
+  imported (no runtime threads to inherit), else with `spawn`; the worker
+  code imports numpy and PIL only.
+  """
+  num_workers = max(1, min(num_workers, len(images)))
+  if num_workers == 1:
+    yield _score_images(categories, images)
+    return
+  num_chunks = min(len(images), num_workers * _CHUNKS_PER_WORKER)
+  bounds = np.linspace(0, len(images), num_chunks + 1).astype(int)
+  chunks = [(categories, images[a:b]) for a, b in zip(bounds[:-1],
+                                                      bounds[1:])]
+  method = 'spawn' if 'tensorflow' in sys.modules else 'fork'
+  if method not in multiprocessing.get_all_start_methods():
+    method = 'spawn'
+  with multiprocessing.get_context(method).Pool(num_workers) as pool:
+    yield from pool.imap(_score_chunk, chunks)

@@ -4,7 +4,7 @@ Usage:
   python -m maskconver.tools.evaluate_pq \
     --gt_json=panoptic_val2017.json --gt_folder=panoptic_val2017 \
     --pred_json=results/panoptic.json --pred_folder=results/panoptic \
-    [--output_json=pq.json] [--per_class]
+    [--output_json=pq.json] [--per_class] [--num_workers=N]
 
 Prints PQ, SQ, RQ (x100) and the number of categories for All, Things and
 Stuff, as panopticapi does, and optionally writes the full result (fractions,
@@ -12,8 +12,11 @@ per-class counts) as JSON. Predictions of images absent from the ground truth
 are ignored with a warning naming them, as panopticapi ignores them; any
 other inconsistency (a ground-truth image without prediction, a segment in a
 PNG but not in its JSON or the reverse, PNGs of different sizes, an unknown
-category id) is an error naming the files, image and segment. Exit status: 0
-on success, 1 on an error.
+category id) is an error naming the files, image and segment, also when a
+worker process found it. Exit status: 0 on success, 1 on an error.
+
+`--num_workers` processes read and score the images (default: one per CPU
+core; 1 scores them in this process); the result does not depend on it.
 """
 
 import os
@@ -37,6 +40,10 @@ _PRED_FOLDER = flags.DEFINE_string('pred_folder', None,
                                    'Folder of the predicted PNGs.')
 _OUTPUT_JSON = flags.DEFINE_string('output_json', None,
                                    'Where to write the result as JSON.')
+_NUM_WORKERS = flags.DEFINE_integer(
+    'num_workers', os.cpu_count() or 1,
+    'Processes that read and score the images (1: in this process).',
+    lower_bound=1)
 _PER_CLASS = flags.DEFINE_boolean('per_class', False,
                                   'Also print PQ, SQ, RQ of every category.')
 
@@ -92,7 +99,8 @@ def main(argv: Sequence[str]) -> None:
   try:
     result = panoptic_quality.evaluate_coco_panoptic(
         _GT_JSON.value, _GT_FOLDER.value, _PRED_JSON.value, _PRED_FOLDER.value,
-        warn=lambda message: print(f'warning: {message}', file=sys.stderr))
+        warn=lambda message: print(f'warning: {message}', file=sys.stderr),
+        num_workers=_NUM_WORKERS.value)
   except panoptic_quality.PanopticFormatError as e:
     print(f'error: {e}', file=sys.stderr)
     sys.exit(1)
