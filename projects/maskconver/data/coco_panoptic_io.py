@@ -56,15 +56,21 @@ def id_to_rgb(ids: np.ndarray) -> np.ndarray:
 
 
 def read_segment_map(path: str) -> np.ndarray:
-  """Reads a COCO panoptic PNG as int32 [height, width] segment ids."""
+  """Reads a COCO panoptic PNG as int32 [height, width] segment ids.
+
+  The ids of `rgb_to_id`, decoded through RGBA: the little-endian uint32 of
+  bytes R, G, B, A is R + 256 G + 256**2 B + 256**3 A, and masking off A
+  leaves the id, with no per-channel arithmetic.
+  """
   try:
     with Image.open(path) as image:
-      rgb = np.asarray(image.convert('RGB'))
+      rgba = np.ascontiguousarray(image.convert('RGBA'))
   except FileNotFoundError as e:
     raise PanopticFormatError(f'{path}: panoptic PNG not found') from e
   except OSError as e:
     raise PanopticFormatError(f'{path}: not a readable PNG ({e})') from e
-  return rgb_to_id(rgb)
+  ids = rgba.view('<u4')[..., 0]
+  return (ids & np.uint32(keys.LABEL_BASE**3 - 1)).astype(np.int32)
 
 
 def write_segment_map(path: str, segment_map: np.ndarray) -> None:

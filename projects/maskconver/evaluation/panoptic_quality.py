@@ -27,7 +27,6 @@ from typing import (Any, Callable, Dict, List, Mapping, Optional, Sequence,
 
 from absl import logging
 import numpy as np
-from PIL import Image
 
 from maskconver import keys
 from maskconver.data import coco_panoptic_io
@@ -519,30 +518,13 @@ _Image = Tuple[str, Sequence[Mapping[str, Any]], str,
 _CHUNKS_PER_WORKER = 4
 
 
-def _read_segment_map(path: str) -> np.ndarray:
-  """`coco_panoptic_io.read_segment_map`, decoding RGBA into uint32 at once.
-
-  A file it cannot decode goes to `coco_panoptic_io.read_segment_map`, which
-  raises the PanopticFormatError that names it.
-  """
-  try:
-    with Image.open(path) as image:
-      rgba = np.asarray(image.convert('RGBA'))
-  except OSError:
-    return coco_panoptic_io.read_segment_map(path)
-  # The little-endian uint32 of bytes R, G, B, A is R + 256 G + 256**2 B +
-  # 256**3 A; the mask keeps the id.
-  ids = np.ascontiguousarray(rgba).view('<u4')[..., 0]
-  return (ids & np.uint32(keys.LABEL_BASE**3 - 1)).astype(np.int32)
-
-
 def _score_images(categories: CategoriesLike,
                   images: Sequence[_Image]) -> Dict[int, Dict[str, float]]:
   """Reads and scores a run of images; the counts of `PanopticQuality`."""
   pq = PanopticQuality(categories)
   for gt_png, gt_segments, pred_png, pred_segments, name in images:
-    pq.update(_read_segment_map(gt_png), gt_segments,
-              _read_segment_map(pred_png), pred_segments,
+    pq.update(coco_panoptic_io.read_segment_map(gt_png), gt_segments,
+              coco_panoptic_io.read_segment_map(pred_png), pred_segments,
               name=name)
   return pq.counts()
 
