@@ -32,6 +32,7 @@ import numpy as np
 import tensorflow as tf
 
 from maskconver.common import flags as command_flags
+from maskconver.serving import tflite_conversion
 
 PROGRAM = 'maskconver-export-onnx'
 # The opset written by default and the range accepted (tf2onnx 1.17 writes
@@ -122,12 +123,14 @@ def check_converter() -> None:
 
 def fixed_input_shapes(saved_model_dir: str, signature_key: str
                        ) -> Dict[str, tf.TensorShape]:
-  """The signature's input shapes; UsageError unless each is fully known."""
-  loaded = tf.saved_model.load(saved_model_dir)
-  if signature_key not in loaded.signatures:
-    raise UsageError(f'--signature_key={signature_key}: the SavedModel has '
-                     f'{sorted(loaded.signatures)}')
-  specs = loaded.signatures[signature_key].structured_input_signature[1]
+  """The signature's input shapes; UsageError unless each is fully known.
+
+  Reads saved_model.pb only; tf2onnx loads the model itself.
+  """
+  try:
+    specs = tflite_conversion.signature_inputs(saved_model_dir, signature_key)
+  except ValueError as e:
+    raise UsageError(str(e)) from e
   for name, spec in specs.items():
     if not spec.shape.is_fully_defined():
       raise UsageError(

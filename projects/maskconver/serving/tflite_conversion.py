@@ -108,6 +108,25 @@ def signature_keys(saved_model_dir: str) -> List[str]:
                 if not key.startswith('__'))
 
 
+def signature_inputs(saved_model_dir: str,
+                     signature_key: str = 'serving_default'
+                     ) -> Dict[str, tf.TensorSpec]:
+  """{input name: spec} of a signature, read from saved_model.pb.
+
+  Raises:
+    ValueError: the SavedModel has no such signature.
+  """
+  signatures = _signature_defs(saved_model_dir)
+  if signature_key not in signatures:
+    raise ValueError(
+        f'--saved_model_dir={saved_model_dir} has no signature '
+        f'{signature_key!r} (it has {sorted(signatures)}); see '
+        '--signature_key')
+  return {name: tf.TensorSpec(tf.TensorShape(info.tensor_shape),
+                              tf.dtypes.as_dtype(info.dtype), name=name)
+          for name, info in signatures[signature_key].inputs.items()}
+
+
 def signature_input_specs(saved_model_dir: str,
                           signature_key: str = 'serving_default'
                           ) -> Dict[str, tf.TensorSpec]:
@@ -126,23 +145,14 @@ def signature_input_specs(saved_model_dir: str,
     ValueError: no such signature, or an input of unknown size (e.g. an
       image_tensor export).
   """
-  signatures = _signature_defs(saved_model_dir)
-  if signature_key not in signatures:
-    raise ValueError(
-        f'--saved_model_dir={saved_model_dir} has no signature '
-        f'{signature_key!r} (it has {sorted(signatures)}); see '
-        '--signature_key')
-  specs = {}
-  for name, info in signatures[signature_key].inputs.items():
-    spec = tf.TensorSpec(tf.TensorShape(info.tensor_shape),
-                         tf.dtypes.as_dtype(info.dtype), name=name)
+  specs = signature_inputs(saved_model_dir, signature_key)
+  for name, spec in specs.items():
     if not spec.shape.is_fully_defined() or spec.dtype == tf.string:
       raise ValueError(
           f'--saved_model_dir={saved_model_dir}: signature {signature_key!r} '
           f'input {name!r} is {spec.dtype.name} {spec.shape}; TFLite needs '
           'fixed-size tensors: export with --input_type=tflite '
           '--batch_size=1')
-    specs[name] = spec
   return specs
 
 
