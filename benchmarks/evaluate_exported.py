@@ -57,6 +57,7 @@ from maskconver.evaluation import panoptic_quality
 from maskconver.evaluation import prediction_writer
 from maskconver.inference import saved_model_predictor as saved_model_lib
 from maskconver.inference import tflite_predictor as tflite_lib
+from maskconver.ops import image_ops
 from maskconver.serving import export_module
 from maskconver.serving import export_saved_model
 from maskconver.tasks import maskconver_task
@@ -100,6 +101,10 @@ def validation_examples(params: Any,
   def decode_and_parse(record):
     decoded = decoder.decode(record)
     image, labels = parse(decoded)
+    if keys.RESIZE_INFO in labels:  # Padded source: resize as the step does.
+      image = image_ops.resize_window(image[tf.newaxis],
+                                      labels[keys.RESIZE_INFO][tf.newaxis],
+                                      params.task.model.input_size[:2])[0]
     return decoded[keys.IMAGE], image, labels[keys.GROUNDTRUTHS]
 
   dataset = tf.data.TFRecordDataset(files).map(decode_and_parse)

@@ -86,6 +86,11 @@ LEVELS = 'levels'
 GAUSSIAN_RADII = 'gaussian_radii'
 # int32 [], number of real targets.
 NUM_INSTANCES = 'num_instances'
+# float32 [4, 2], only with `parser.source_padded_size` (the image is then the
+# padded source): `resize_and_crop_image`'s image_info of the scale jitter,
+# [[source h, w], [output h, w], [y_scale, x_scale], [y_offset, x_offset]],
+# that `ops.image_ops.resize_window` applies in the step.
+RESIZE_INFO = 'resize_info'
 
 # --- Dense training labels, built on the device from the compact ones. -----
 # float32 {str(level): [batch, h_l, w_l, num_classes]} Gaussian heatmaps.

@@ -239,3 +239,45 @@ def test_class_ids_beyond_the_model_name_the_image(make_decoded):
   with pytest.raises(tf.errors.InvalidArgumentError,
                      match=r'street_0042[\s\S]*num_classes=3'):
     make_parser()._parse_train_data(decoded)
+
+
+@pytest.mark.parametrize('is_training', [True, False])
+def test_device_resize_sends_the_padded_source_and_the_same_labels(
+    make_decoded, is_training):
+  seg, image = colored_scene()
+  decoded = make_decoded(seg[:24, :20], [11, 22, 33], [0, 1, 2], [False] * 3,
+                         image[:24, :20])
+  options = dict(output_size=[64, 64], aug_scale_min=0.5, aug_scale_max=2.5,
+                 aug_rand_hflip=True, eval_groundtruth_padded_size=[64, 64])
+  host = make_parser(**options)
+  device = make_parser(source_padded_size=[32, 28], **options)
+  parse = '_parse_train_data' if is_training else '_parse_eval_data'
+  for seed in range(3):
+    tf.random.set_seed(seed)
+    host_image, host_labels = getattr(host, parse)(decoded)
+    tf.random.set_seed(seed)
+    source, labels = getattr(device, parse)(decoded)
+    info = labels.pop(keys.RESIZE_INFO)
+    assert sorted(labels) == sorted(host_labels)
+    tf.nest.map_structure(
+        lambda a, b: np.testing.assert_array_equal(a.numpy(), b.numpy()),
+        labels, host_labels)
+    # The source (flipped or not) in the top-left corner, zeros around it.
+    assert source.shape == (32, 28, 3)
+    np.testing.assert_array_equal(source.numpy()[24:], 0)
+    np.testing.assert_array_equal(source.numpy()[:, 20:], 0)
+    assert {source.numpy()[:24, :20].tobytes()} <= {
+        image[:24, :20].tobytes(), image[:24, :20][:, ::-1].tobytes()}
+    np.testing.assert_array_equal(
+        image_ops.resize_window(source[None], info[None], [64, 64])[0],
+        host_image)
+
+
+def test_device_resize_rejects_a_larger_source_naming_the_record(
+    make_decoded):
+  decoded = make_decoded(np.zeros((40, 24), np.int32), [], [], [],
+                         source_id='too_tall')
+  parser = make_parser(source_padded_size=[32, 32])
+  with pytest.raises(tf.errors.InvalidArgumentError,
+                     match='(?s)too_tall.*source_padded_size'):
+    parser._parse_train_data(decoded)

@@ -11,7 +11,8 @@ batches the task's own `build_inputs` makes from synthetic records:
 * `mobile`: the mobile recipe (MobileNetMultiAVGSeg + DeepLabv3+, L3 only,
   hard-sigmoid), with its EMA optimizer and panoptic copy-paste;
 * `r50_levels`: the R50 recipe's head levels L3-L7 (L6, L7 from the decoder's
-  strided depthwise convs) and sync batch norm, at 128x128.
+  strided depthwise convs), sync batch norm and its resize on the device
+  (padded sources smaller than the input), at 128x128.
 
 Each in float32 and mixed_bfloat16.
 """
@@ -53,9 +54,11 @@ FAMILIES = {
         },
         'train_data': {'parser': {'eval_groundtruth_padded_size': [128, 128],
                                   'aug_scale_min': 0.3,
-                                  'aug_scale_max': 2.0}},
+                                  'aug_scale_max': 2.0,
+                                  'source_padded_size': [80, 80]}},
         'validation_data': {'parser': {
-            'eval_groundtruth_padded_size': [128, 128]}},
+            'eval_groundtruth_padded_size': [128, 128],
+            'source_padded_size': [80, 80]}},
     },
 }
 EMA_OPTIMIZER = {'ema': {'average_decay': 0.9, 'trainable_weights_only': False}}
@@ -115,6 +118,9 @@ def _check_train_step(task, params, plain_model, xla_model, precision):
   """One train step with and without XLA from the same weights."""
   batch = next(iter(task.build_inputs(params.task.train_data)))
   assert batch[0].dtype == tf.uint8
+  # Padded sources (resized in the step) exactly when the recipe says so.
+  assert (keys.RESIZE_INFO in batch[1]) == bool(
+      params.task.train_data.parser.source_padded_size)
   plain_opt = _optimizer(task, params, plain_model)
   xla_opt = _optimizer(task, params, xla_model)
   metrics = task.build_metrics()

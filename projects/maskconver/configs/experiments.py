@@ -4,6 +4,8 @@ Each returns a complete ExperimentConfig; the YAML files in
 configs/experiments/ override only what differs for a run.
 """
 
+from typing import Sequence
+
 from official.core import config_definitions as cfg
 from official.core import exp_factory
 from official.modeling import optimization
@@ -64,8 +66,13 @@ def adamw_cosine(learning_rate: float, weight_decay: float, train_steps: int,
 
 
 def _coco_experiment(model: maskconver_cfg.MaskConverModel,
-                     scale_min: float, scale_max: float) -> cfg.ExperimentConfig:
+                     scale_min: float, scale_max: float,
+                     source_padded_size: Sequence[int] = ()
+                     ) -> cfg.ExperimentConfig:
   """The paper's COCO panoptic training setup around a model.
+
+  `source_padded_size` (parser): resize on the device, for inputs larger
+  than COCO's images (their longer side is at most 640).
 
   Batch norm is synchronized across replicas (`use_sync_bn`): the batch of
   128 over the 32 replicas of a TPU v3-32 slice is 4 images per replica, too
@@ -84,7 +91,8 @@ def _coco_experiment(model: maskconver_cfg.MaskConverModel,
               global_batch_size=COCO_BATCH_SIZE,
               parser=maskconver_cfg.Parser(
                   aug_scale_min=scale_min, aug_scale_max=scale_max,
-                  copy_paste_prob=0.5)),
+                  copy_paste_prob=0.5,
+                  source_padded_size=list(source_padded_size))),
           validation_data=maskconver_cfg.DataConfig(
               input_path='coco/tfrecords/val-*',
               label_map_path='coco/tfrecords/val_label_map.json',
@@ -93,7 +101,8 @@ def _coco_experiment(model: maskconver_cfg.MaskConverModel,
               global_batch_size=COCO_EVAL_BATCH_SIZE,
               parser=maskconver_cfg.Parser(
                   aug_rand_hflip=False,
-                  eval_groundtruth_padded_size=[640, 640]))),
+                  eval_groundtruth_padded_size=[640, 640],
+                  source_padded_size=list(source_padded_size)))),
       trainer=cfg.TrainerConfig(
           train_steps=COCO_TRAIN_STEPS,
           validation_steps=-(-COCO_VAL_EXAMPLES // COCO_EVAL_BATCH_SIZE),
@@ -132,7 +141,8 @@ def maskconver_r50_coco() -> cfg.ExperimentConfig:
               use_se=True)),
       center_head=maskconver_cfg.Head(num_blocks=4, num_filters=256),
       mask_head=maskconver_cfg.Head(num_blocks=1, num_filters=256))
-  return _coco_experiment(model, scale_min=0.05, scale_max=2.9)
+  return _coco_experiment(model, scale_min=0.05, scale_max=2.9,
+                          source_padded_size=[640, 640])
 
 
 def _mnmh_model(size: int) -> maskconver_cfg.MaskConverModel:

@@ -146,6 +146,12 @@ class Parser(hyperparams.Config):
     max_segments: ground-truth segments kept per image for evaluation.
     eval_groundtruth_padded_size: [h, w] the original-resolution eval ground
       truth is padded to (at least the largest image).
+    source_padded_size: [h, w] (at least the largest image) to send source
+      images at, padded, and resize them to `model.input_size` in the step on
+      the device, the same pixels as the host resize; empty: resize on the
+      host. Worth it where sources are smaller than the input (COCO's 640 px
+      at the R50 recipe's 1280: 4x fewer image bytes, and the host skips the
+      resize, see docs/data_pipeline.md).
   """
   aug_rand_hflip: bool = True
   aug_scale_min: float = 1.0
@@ -165,6 +171,7 @@ class Parser(hyperparams.Config):
   max_segments: int = 256
   eval_groundtruth_padded_size: List[int] = dataclasses.field(
       default_factory=lambda: [640, 640])
+  source_padded_size: List[int] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass

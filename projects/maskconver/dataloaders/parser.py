@@ -3,11 +3,18 @@
 Training: optional panoptic copy-paste (`copy_paste.py`), random horizontal
 flip, random scale jitter with random crop and pad to `output_size` (Model
 Garden's `resize_and_crop_image`; the segment map follows with
-nearest-neighbour resizing, its padding is `keys.PADDING_SEGMENT_ID`,
+nearest-neighbour sampling, its padding is `keys.PADDING_SEGMENT_ID`,
 background), then the compact target description of
 `targets.describe_targets`. Images leave as uint8 (padding: the mean pixel);
 the steps normalize them and build dense targets on the device
 (`maskconver.ops`).
+
+The segment map is never resampled to the output size: the targets are read
+from it at its source resolution through the scale jitter's index window
+(`resampling.Window`), with identical results. With `source_padded_size` the
+image is not resized either: it leaves as its padded source with
+`labels[keys.RESIZE_INFO]`, and the steps resize it on the device
+(`maskconver.ops.image_ops.resize_window`, the same pixels).
 
 Evaluation: resize keeping the aspect ratio to fit `output_size` and pad, the
 same targets (for validation losses), plus `labels[keys.GROUNDTRUTHS]` with
@@ -21,7 +28,7 @@ Centers, cells and masks follow the conventions of `targets.py`: pixel
 
 Labels on the wire (`targets.label_bytes`): 0.23 MB per example at
 1280x1280 with K = 256 (R50 recipe), 0.03 MB at 640x640 with K = 50 (mobile),
-against 45 MB and 6.1 MB of dense float32 heatmaps and uint8 masks before.
+against 45 MB and 6.1 MB of dense float32 heatmaps and uint8 masks.
 """
 
 from typing import Any, Dict, Optional, Sequence, Tuple
@@ -33,6 +40,7 @@ from official.vision.ops import preprocess_ops
 
 from maskconver import keys
 from maskconver.dataloaders import copy_paste
+from maskconver.dataloaders import resampling
 from maskconver.dataloaders import targets
 from maskconver.ops import image_ops
 
@@ -42,9 +50,8 @@ def transform_segment_map(segment_map: tf.Tensor, image_info: tf.Tensor,
   """Applies `resize_and_crop_image`'s resize, crop and pad to a segment map.
 
   Same result as `tf.image.resize(..., NEAREST_NEIGHBOR)` to the scaled size
-  followed by the crop and pad, but only the output window is computed: the
-  source pixel of output row `r` is `floor((r + offset + 0.5) * in / scaled)`
-  (half-pixel centres, as TF's nearest-neighbour resize).
+  followed by the crop and pad, computing only the output window
+  (`resampling.nearest_window`).
 
   Args:
     segment_map: int32 [height, width], COCO segment ids.
@@ -55,24 +62,9 @@ def transform_segment_map(segment_map: tf.Tensor, image_info: tf.Tensor,
     int32 [output_height, output_width]; padding is
     `keys.PADDING_SEGMENT_ID`.
   """
-  segment_map = tf.cast(segment_map, tf.int32)
-  in_size = tf.shape(segment_map)[:2]
-  scaled_size = tf.cast(tf.round(image_info[0] * image_info[2]), tf.int32)
-  offset = tf.cast(image_info[3], tf.int32)
-
-  def source_index(axis):
-    position = tf.range(output_size[axis]) + offset[axis]
-    ratio = (tf.cast(in_size[axis], tf.float32) /
-             tf.cast(scaled_size[axis], tf.float32))
-    index = tf.cast(tf.floor((tf.cast(position, tf.float32) + 0.5) * ratio),
-                    tf.int32)
-    return tf.minimum(index, in_size[axis] - 1), position < scaled_size[axis]
-
-  rows, valid_rows = source_index(0)
-  cols, valid_cols = source_index(1)
-  output = tf.gather(tf.gather(segment_map, rows), cols, axis=1)
-  inside = tf.logical_and(valid_rows[:, tf.newaxis], valid_cols[tf.newaxis])
-  output = tf.where(inside, output, keys.PADDING_SEGMENT_ID)
+  window = resampling.nearest_window(image_info, output_size)
+  output = resampling.resample(tf.cast(segment_map, tf.int32), window,
+                               keys.PADDING_SEGMENT_ID)
   return tf.ensure_shape(output, list(output_size))
 
 
@@ -124,7 +116,8 @@ class Parser(parser.Parser):
                copy_paste_segment_prob: float = 0.5,
                copy_paste_stuff: bool = False,
                max_segments: int = 256,
-               eval_groundtruth_padded_size: Optional[Sequence[int]] = None):
+               eval_groundtruth_padded_size: Optional[Sequence[int]] = None,
+               source_padded_size: Optional[Sequence[int]] = None):
     """Initializes the parser.
 
     Args:
@@ -157,6 +150,10 @@ class Parser(parser.Parser):
       eval_groundtruth_padded_size: [height, width] to which the original eval
         segment map is padded; defaults to `output_size`. Must hold the
         largest original image.
+      source_padded_size: [height, width]; when given, images leave as
+        their source (after copy-paste and flip) padded to this size, with
+        `labels[keys.RESIZE_INFO]`, and the steps resize them on the device.
+        Must hold the largest source image.
     """
     self._output_size = [int(s) for s in output_size]
     if len(self._output_size) != 2:
@@ -216,10 +213,16 @@ class Parser(parser.Parser):
     self._max_segments = max_segments
     self._gt_padded_size = [
         int(s) for s in (eval_groundtruth_padded_size or self._output_size)]
+    self._source_padded_size = [int(s) for s in (source_padded_size or [])]
+    if self._source_padded_size and len(self._source_padded_size) != 2:
+      raise ValueError(f'source_padded_size must be [height, width], got '
+                       f'{source_padded_size}')
 
   def _build_labels(self, segment_map: tf.Tensor,
+                    window: resampling.Window,
                     decoded: Dict[str, Any]) -> Dict[str, Any]:
-    segment_map = tf.ensure_shape(segment_map, self._output_size)
+    """Targets of the output map `segment_map` (source) read through
+    `window`."""
     classes = tf.cast(decoded[keys.SEGMENT_CLASS_LIST], tf.int32)
     check = tf.debugging.Assert(
         tf.reduce_all(classes < self._num_classes),
@@ -232,26 +235,62 @@ class Parser(parser.Parser):
     return targets.describe_targets(
         segment_map, decoded[keys.SEGMENT_ID_LIST],
         decoded[keys.SEGMENT_CLASS_LIST], decoded[keys.SEGMENT_CROWD_LIST],
-        **self._target_options)
+        window=window, **self._target_options)
 
-  def _resize(self, image: tf.Tensor, segment_map: tf.Tensor,
-              scale_min: float,
-              scale_max: float) -> Tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-    """Resizes, crops and pads the uint8 image and the segment map.
+  def _resize(self, image: tf.Tensor, scale_min: float, scale_max: float,
+              source_id: tf.Tensor
+              ) -> Tuple[tf.Tensor, resampling.Window, tf.Tensor]:
+    """Scale jitter of the uint8 image; the segment map's window.
 
-    The bilinear resize runs in float32 on the mean-subtracted image, so the
-    zero padding of `resize_and_crop_image` becomes the mean pixel; the result
-    is rounded to uint8 (at most 0.5 / 255 from the float image).
+    On the host: `resize_and_crop_image` on the mean-subtracted float32
+    image (its zero padding becomes the mean pixel), rounded to uint8 (at
+    most 0.5 / 255 from the float image). With `source_padded_size`: the
+    same `image_info` (same random draws), and the source itself padded to
+    that size; the steps resize it on the device
+    (`maskconver.ops.image_ops.resize_window`, the same pixels).
+
+    The segment map is never resampled whole: the returned window reads it
+    (nearest neighbour, padding outside the scaled image).
+
+    Returns:
+      (uint8 image, `resampling.Window`, float32 [4, 2] image_info).
     """
-    mean = tf.constant(image_ops.MEAN_RGB, tf.float32)
-    image, image_info = preprocess_ops.resize_and_crop_image(
-        tf.cast(image, tf.float32) - mean, self._output_size,
-        self._output_size, aug_scale_min=scale_min, aug_scale_max=scale_max)
-    segment_map = transform_segment_map(segment_map, image_info,
-                                        self._output_size)
-    image = tf.clip_by_value(tf.round(image + mean), 0.0, 255.0)
-    image = tf.ensure_shape(tf.cast(image, tf.uint8), self._output_size + [3])
-    return image, segment_map, image_info
+    if self._source_padded_size:
+      image_info = resampling.scale_and_crop_info(
+          image, self._output_size, scale_min, scale_max)
+      image = self._pad_source(image, source_id)
+    else:
+      mean = tf.constant(image_ops.MEAN_RGB, tf.float32)
+      image, image_info = preprocess_ops.resize_and_crop_image(
+          tf.cast(image, tf.float32) - mean, self._output_size,
+          self._output_size, aug_scale_min=scale_min,
+          aug_scale_max=scale_max)
+      # A bilinear sample of uint8 values lies in [0, 255] up to rounding far
+      # below 0.5, so rounding needs no clip.
+      image = tf.ensure_shape(tf.cast(tf.round(image + mean), tf.uint8),
+                              self._output_size + [3])
+    window = resampling.nearest_window(image_info, self._output_size)
+    return image, window, image_info
+
+  def _pad_source(self, image: tf.Tensor, source_id: tf.Tensor) -> tf.Tensor:
+    """The uint8 source in the top-left corner of `source_padded_size`."""
+    padded_h, padded_w = self._source_padded_size
+    size = tf.shape(image)[:2]
+    check = tf.debugging.Assert(
+        tf.reduce_all(size <= [padded_h, padded_w]),
+        ['source_id', source_id, 'has an image of', size, 'pixels, larger '
+         'than train_data/validation_data.parser.source_padded_size',
+         [padded_h, padded_w]])
+    with tf.control_dependencies([check]):
+      image = tf.pad(image, [[0, padded_h - size[0]], [0, padded_w - size[1]],
+                             [0, 0]])
+    return tf.ensure_shape(image, [padded_h, padded_w, 3])
+
+  def _labels(self, segment_map, window, image_info, decoded):
+    labels = self._build_labels(segment_map, window, decoded)
+    if self._source_padded_size:
+      labels[keys.RESIZE_INFO] = image_info
+    return labels
 
   def _parse_train_data(
       self, decoded_tensors: Dict[str, Any]
@@ -283,10 +322,10 @@ class Parser(parser.Parser):
       image, segment_map = tf.cond(
           flip, lambda: (image[:, ::-1], segment_map[:, ::-1]),
           lambda: (image, segment_map))
-    image, segment_map, _ = self._resize(image, segment_map,
-                                         self._aug_scale_min,
-                                         self._aug_scale_max)
-    return image, self._build_labels(segment_map, decoded)
+    image, window, image_info = self._resize(
+        image, self._aug_scale_min, self._aug_scale_max,
+        decoded[keys.SOURCE_ID])
+    return image, self._labels(segment_map, window, image_info, decoded)
 
   def _parse_eval_data(
       self, decoded_tensors: Dict[str, Any]
@@ -302,9 +341,9 @@ class Parser(parser.Parser):
     """
     decoded = decoded_tensors
     original_map = tf.cast(decoded[keys.SEGMENT_MAP], tf.int32)
-    image, segment_map, image_info = self._resize(decoded[keys.IMAGE],
-                                                  original_map, 1.0, 1.0)
-    labels = self._build_labels(segment_map, decoded)
+    image, window, image_info = self._resize(decoded[keys.IMAGE], 1.0, 1.0,
+                                             decoded[keys.SOURCE_ID])
+    labels = self._labels(original_map, window, image_info, decoded)
     # Row 1 becomes the size of the image content inside the padded output,
     # as keys.IMAGE_INFO documents (`resize_and_crop_image` puts the desired
     # output size there).

@@ -30,11 +30,12 @@ Conventions used by every function here:
 """
 
 import math
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import tensorflow as tf
 
 from maskconver import keys
+from maskconver.dataloaders import resampling
 
 CENTER_TYPES = ('mask', 'box')
 LEVEL_SIZE_MEASURES = ('sqrt_area', 'box_side')
@@ -177,36 +178,83 @@ def _candidate_map(segment_map, segment_ids, segment_classes,
   return pixel_candidate, num_candidates, candidate_class, candidate_is_thing
 
 
-def _candidate_statistics(pixel_candidate: tf.Tensor, buckets: tf.Tensor):
+def _band(values: tf.Tensor, window: resampling.Window):
+  """The rows and columns of `values` that `window` reads, and the window's
+  indices relative to them."""
+  row_first = tf.reduce_min(window.rows)
+  col_first = tf.reduce_min(window.cols)
+  band = values[row_first:tf.reduce_max(window.rows) + 1,
+                col_first:tf.reduce_max(window.cols) + 1]
+  return band, window.rows - row_first, window.cols - col_first
+
+
+def _line_counts(band, lines, line_valid, across, across_valid, buckets,
+                 pad_bucket):
+  """Bucket counts of every output line (row of the output when `band` is
+  in source layout, column when it is transposed).
+
+  An output line is a source line read at `across`, so it counts each
+  source pixel as often as `across` repeats its position: one weighted
+  count per source line, gathered by `lines`. The output map is never
+  built. Padding lines and padding positions count in `pad_bucket`.
+  """
+  repeats = tf.math.unsorted_segment_sum(tf.cast(across_valid, tf.int32),
+                                         across, tf.shape(band)[1])
+  counts = tf.math.bincount(band, weights=tf.broadcast_to(repeats,
+                                                          tf.shape(band)),
+                            minlength=buckets, maxlength=buckets, axis=-1)
+  padding = tf.one_hot(pad_bucket, buckets, dtype=tf.int32)
+  counts += padding * (across.shape[0] - tf.reduce_sum(repeats))
+  counts = tf.gather(counts, lines)
+  return tf.where(line_valid[:, tf.newaxis], counts,
+                  padding[tf.newaxis] * across.shape[0])
+
+
+def _candidate_statistics(row_counts: tf.Tensor, col_counts: tf.Tensor):
   """Pixel count, coordinate sums and bounding box of every candidate.
 
-  Per-row and per-column histograms (one batched bincount each) replace
-  per-pixel scatters, which are several times slower on CPU.
-
   Args:
-    pixel_candidate: int32 [height, width], values in [0, buckets).
-    buckets: int32 [], number of candidates.
+    row_counts: int32 [height, buckets], pixels of each candidate per output
+      row.
+    col_counts: int32 [width, buckets], the same per output column.
 
   Returns:
     area int32, y_sum int64, x_sum int64, y_min, y_max, x_min, x_max int32,
     each [buckets] (the box of an empty candidate is meaningless).
   """
-  def histogram(values):
-    counts = tf.math.bincount(values, minlength=buckets, maxlength=buckets,
-                              axis=-1)
-    position = tf.range(tf.shape(values)[0])
+  def extent(counts):
+    position = tf.range(tf.shape(counts)[0])
     present = counts > 0
     first = tf.argmax(present, axis=0, output_type=tf.int32)
-    last = (tf.shape(values)[0] - 1 -
+    last = (tf.shape(counts)[0] - 1 -
             tf.argmax(present[::-1], axis=0, output_type=tf.int32))
     coordinate_sum = tf.reduce_sum(
         tf.cast(counts, tf.int64) * tf.cast(position, tf.int64)[:, tf.newaxis],
         axis=0)
-    return tf.reduce_sum(counts, axis=0), coordinate_sum, first, last
+    return coordinate_sum, first, last
 
-  area, y_sum, y_min, y_max = histogram(pixel_candidate)
-  _, x_sum, x_min, x_max = histogram(tf.transpose(pixel_candidate))
-  return area, y_sum, x_sum, y_min, y_max, x_min, x_max
+  y_sum, y_min, y_max = extent(row_counts)
+  x_sum, x_min, x_max = extent(col_counts)
+  return (tf.reduce_sum(row_counts, axis=0), y_sum, x_sum, y_min, y_max,
+          x_min, x_max)
+
+
+def _cell_sums(values, rows, cols, window, cell):
+  """Sums of the resampled `values` over `cell` x `cell` output cells.
+
+  `values` (int32, 0 on padding) is read through `rows`, `cols` and the
+  window's validity; columns are summed per cell before the rows are
+  gathered, so only one output-width band is built.
+  """
+  width = cols.shape[0]
+  across = tf.gather(values, cols, axis=1)
+  across = tf.where(window.col_valid[tf.newaxis], across, 0)
+  across = tf.reduce_sum(
+      tf.reshape(across, [-1, width // cell, cell]), axis=2)
+  lines = tf.where(window.row_valid[:, tf.newaxis], tf.gather(across, rows),
+                   0)
+  return tf.reduce_sum(
+      tf.reshape(lines, [rows.shape[0] // cell, cell, width // cell]), axis=1)
 
 
 def slot_map_dtype(max_instances: int) -> tf.DType:
@@ -234,7 +282,8 @@ def describe_targets(segment_map: tf.Tensor,
                      gaussian_min_overlap: float = 0.7,
                      gaussian_min_radius: int = 0,
                      level_size_measure: str = 'sqrt_area',
-                     level_size_boundaries: Sequence[float] = ()
+                     level_size_boundaries: Sequence[float] = (),
+                     window: Optional[resampling.Window] = None
                      ) -> Dict[str, tf.Tensor]:
   """The compact description of an image's MaskConver targets.
 
@@ -251,10 +300,16 @@ def describe_targets(segment_map: tf.Tensor,
   `maskconver.ops.target_ops.dense_targets` expands this into heatmaps,
   heatmap weights, masks and mask weights.
 
+  With a `window`, the targets are those of the output map
+  `resampling.resample(segment_map, window, keys.PADDING_SEGMENT_ID)`
+  (identical values), computed from `segment_map` at its own resolution
+  without building the output map.
+
   Args:
     segment_map: int32 [height, width], COCO segment ids (0 = void,
       `keys.PADDING_SEGMENT_ID` = padding); height and width must be
-      multiples of `2**max_level` and of `mask_stride`.
+      multiples of `2**max_level` and of `mask_stride`. With a `window`:
+      the source map, of any size.
     segment_ids: int32 [n], ids of the listed segments (unique).
     segment_classes: int32 [n], training class ids (things first).
     segment_is_crowd: bool [n].
@@ -269,6 +324,8 @@ def describe_targets(segment_map: tf.Tensor,
     gaussian_min_radius: smallest Gaussian radius in cells.
     level_size_measure: 'sqrt_area' or 'box_side'.
     level_size_boundaries: `max_level - min_level` sizes in pixels.
+    window: optional `resampling.Window` from `segment_map` to the output
+      map; its lengths (static) are the output height and width.
 
   Returns:
     A dict with, per example:
@@ -292,100 +349,137 @@ def describe_targets(segment_map: tf.Tensor,
     raise ValueError(
         f'level_size_boundaries needs {max_level - min_level} values for '
         f'levels {min_level}..{max_level}, got {list(level_size_boundaries)}')
-  height, width = segment_map.shape.as_list()
+  whole_map = window is None
+  if whole_map:
+    height, width = segment_map.shape.as_list()
+    if height is None or width is None:
+      raise ValueError('segment_map needs a static [height, width] shape, '
+                       f'got {segment_map.shape}')
+    window = resampling.identity_window(height, width)
+  height = window.rows.shape[0]
+  width = window.cols.shape[0]
   if height is None or width is None:
-    raise ValueError('segment_map needs a static [height, width] shape, got '
-                     f'{segment_map.shape}')
-  k = max_instances
+    raise ValueError('the window needs static lengths, got '
+                     f'{window.rows.shape} and {window.cols.shape}')
+  segment_map = tf.convert_to_tensor(segment_map)
+  output_area = height * width
+  whole_window = resampling.identity_window(height, width)
 
-  pixel_candidate, num_candidates, candidate_class, candidate_is_thing = (
-      _candidate_map(segment_map, segment_ids, segment_classes,
-                     segment_is_crowd, num_classes, num_thing_classes))
-  buckets = num_candidates + 2
-  stats = _candidate_statistics(pixel_candidate, buckets)
-  area, y_sum, x_sum, y_min, y_max, x_min, x_max = stats
-  valid_candidate = tf.logical_and(area > 0,
-                                   tf.range(buckets) < num_candidates)
-  area64 = tf.cast(area, tf.int64)
-  big = height * width + 1
+  def through(source, view):
+    k = max_instances
 
-  # Which candidates are kept: stuff first, then the largest things.
-  keep_tier = tf.where(valid_candidate, tf.where(candidate_is_thing, 1, 2), 0)
-  keep_order = tf.argsort(tf.cast(keep_tier, tf.int64) * big + area64,
-                          direction='DESCENDING', stable=True)
-  num_instances = tf.minimum(
-      tf.reduce_sum(tf.cast(valid_candidate, tf.int32)), k)
-  kept = tf.scatter_nd(keep_order[:num_instances, tf.newaxis],
-                       tf.ones([num_instances], tf.bool), [buckets])
-  # Slot order of the kept ones: things first, then larger masks.
-  slot_tier = tf.where(kept, tf.where(candidate_is_thing, 2, 1), 0)
-  order = tf.argsort(tf.cast(slot_tier, tf.int64) * big + area64,
-                     direction='DESCENDING', stable=True)
-  order = tf.pad(order[:num_instances], [[0, k - num_instances]])
-  valid = tf.range(k) < num_instances
-  slot_of_candidate = tf.tensor_scatter_nd_update(
-      tf.fill([buckets], -1), order[:num_instances, tf.newaxis],
-      tf.range(num_instances))
+    pixel_candidate, num_candidates, candidate_class, candidate_is_thing = (
+        _candidate_map(source, segment_ids, segment_classes,
+                       segment_is_crowd, num_classes, num_thing_classes))
+    buckets = num_candidates + 2
+    pad_bucket = num_candidates + 1
+    band, band_rows, band_cols = _band(pixel_candidate, view)
+    row_counts = _line_counts(band, band_rows, view.row_valid, band_cols,
+                              view.col_valid, buckets, pad_bucket)
+    col_counts = _line_counts(tf.transpose(band), band_cols, view.col_valid,
+                              band_rows, view.row_valid, buckets, pad_bucket)
+    stats = _candidate_statistics(row_counts, col_counts)
+    area, y_sum, x_sum, y_min, y_max, x_min, x_max = stats
+    valid_candidate = tf.logical_and(area > 0,
+                                     tf.range(buckets) < num_candidates)
+    area64 = tf.cast(area, tf.int64)
+    big = height * width + 1
 
-  def take(values):
-    return tf.gather(values, order)
+    # Which candidates are kept: stuff first, then the largest things.
+    keep_tier = tf.where(valid_candidate, tf.where(candidate_is_thing, 1, 2), 0)
+    keep_order = tf.argsort(tf.cast(keep_tier, tf.int64) * big + area64,
+                            direction='DESCENDING', stable=True)
+    num_instances = tf.minimum(
+        tf.reduce_sum(tf.cast(valid_candidate, tf.int32)), k)
+    kept = tf.scatter_nd(keep_order[:num_instances, tf.newaxis],
+                         tf.ones([num_instances], tf.bool), [buckets])
+    # Slot order of the kept ones: things first, then larger masks.
+    slot_tier = tf.where(kept, tf.where(candidate_is_thing, 2, 1), 0)
+    order = tf.argsort(tf.cast(slot_tier, tf.int64) * big + area64,
+                       direction='DESCENDING', stable=True)
+    order = tf.pad(order[:num_instances], [[0, k - num_instances]])
+    valid = tf.range(k) < num_instances
+    slot_of_candidate = tf.tensor_scatter_nd_update(
+        tf.fill([buckets], -1), order[:num_instances, tf.newaxis],
+        tf.range(num_instances))
 
-  area_k = tf.cast(take(area), tf.float64)
-  safe_area = tf.maximum(area_k, 1.0)
-  box_y0, box_y1 = take(y_min), take(y_max) + 1
-  box_x0, box_x1 = take(x_min), take(x_max) + 1
-  if center_type == 'mask':
-    center_y = tf.cast(take(y_sum), tf.float64) / safe_area + 0.5
-    center_x = tf.cast(take(x_sum), tf.float64) / safe_area + 0.5
-  else:
-    center_y = tf.cast(box_y0 + box_y1, tf.float64) / 2.0
-    center_x = tf.cast(box_x0 + box_x1, tf.float64) / 2.0
-  centers = tf.cast(tf.stack([center_y, center_x], axis=-1), tf.float32)
-  centers = tf.where(valid[:, tf.newaxis], centers, 0.0)
-  box_h = tf.cast(box_y1 - box_y0, tf.float32)
-  box_w = tf.cast(box_x1 - box_x0, tf.float32)
+    def take(values):
+      return tf.gather(values, order)
 
-  if level_size_measure == 'sqrt_area':
-    size = tf.sqrt(tf.cast(area_k, tf.float32))
-  else:
-    size = tf.maximum(box_h, box_w)
-  level_index = tf.zeros([k], tf.int32)
-  for boundary in level_size_boundaries:
-    level_index += tf.cast(size >= boundary, tf.int32)
-  level_index = tf.where(valid, level_index, 0)
-  levels = min_level + level_index
-  stride = tf.cast(2**levels, tf.float32)
-  radius = tf.floor(gaussian_radius(box_h / stride, box_w / stride,
-                                    gaussian_min_overlap))
-  radius = tf.maximum(tf.cast(radius, tf.int32), gaussian_min_radius)
-  radius = tf.where(valid, radius, 0)
-  classes = tf.where(valid, take(candidate_class), 0)
+    area_k = tf.cast(take(area), tf.float64)
+    safe_area = tf.maximum(area_k, 1.0)
+    box_y0, box_y1 = take(y_min), take(y_max) + 1
+    box_x0, box_x1 = take(x_min), take(x_max) + 1
+    if center_type == 'mask':
+      center_y = tf.cast(take(y_sum), tf.float64) / safe_area + 0.5
+      center_x = tf.cast(take(x_sum), tf.float64) / safe_area + 0.5
+    else:
+      center_y = tf.cast(box_y0 + box_y1, tf.float64) / 2.0
+      center_x = tf.cast(box_x0 + box_x1, tf.float64) / 2.0
+    centers = tf.cast(tf.stack([center_y, center_x], axis=-1), tf.float32)
+    centers = tf.where(valid[:, tf.newaxis], centers, 0.0)
+    box_h = tf.cast(box_y1 - box_y0, tf.float32)
+    box_w = tf.cast(box_x1 - box_x0, tf.float32)
 
-  # Pixels the heatmap loss ignores: void, crowd and dropped candidates.
-  ignored_bucket = tf.logical_or(
-      tf.logical_and(valid_candidate, slot_of_candidate < 0),
-      tf.equal(tf.range(buckets), num_candidates))
-  ignored = tf.gather(tf.cast(ignored_bucket, tf.int32), pixel_candidate)
-  cell = 2**min_level
-  ignore_count = tf.reduce_sum(
-      tf.reshape(ignored, [height // cell, cell, width // cell, cell]),
-      axis=[1, 3])
+    if level_size_measure == 'sqrt_area':
+      size = tf.sqrt(tf.cast(area_k, tf.float32))
+    else:
+      size = tf.maximum(box_h, box_w)
+    level_index = tf.zeros([k], tf.int32)
+    for boundary in level_size_boundaries:
+      level_index += tf.cast(size >= boundary, tf.int32)
+    level_index = tf.where(valid, level_index, 0)
+    levels = min_level + level_index
+    stride = tf.cast(2**levels, tf.float32)
+    radius = tf.floor(gaussian_radius(box_h / stride, box_w / stride,
+                                      gaussian_min_overlap))
+    radius = tf.maximum(tf.cast(radius, tf.int32), gaussian_min_radius)
+    radius = tf.where(valid, radius, 0)
+    classes = tf.where(valid, take(candidate_class), 0)
 
-  half = mask_stride // 2
-  sampled = pixel_candidate[half::mask_stride, half::mask_stride]
-  slot_map = tf.where(tf.equal(sampled, num_candidates), k + 1,
-                      tf.gather(slot_of_candidate, sampled) + 1)
+    # Pixels the heatmap loss ignores: void, crowd and dropped candidates.
+    ignored_bucket = tf.logical_or(
+        tf.logical_and(valid_candidate, slot_of_candidate < 0),
+        tf.equal(tf.range(buckets), num_candidates))
+    cell = 2**min_level
+    ignore_count = _cell_sums(
+        tf.gather(tf.cast(ignored_bucket, tf.int32), band), band_rows,
+        band_cols, view, cell)
 
-  return {
-      keys.SLOT_MAP: tf.cast(slot_map, slot_map_dtype(k)),
-      keys.HEATMAP_IGNORE_COUNT: tf.cast(ignore_count,
-                                         ignore_count_dtype(min_level)),
-      keys.CLASSES: classes,
-      keys.CENTERS: centers,
-      keys.LEVELS: levels,
-      keys.GAUSSIAN_RADII: radius,
-      keys.NUM_INSTANCES: num_instances,
-  }
+    half = mask_stride // 2
+    sampled = resampling.resample(
+        band, resampling.Window(band_rows[half::mask_stride],
+                                view.row_valid[half::mask_stride],
+                                band_cols[half::mask_stride],
+                                view.col_valid[half::mask_stride]),
+        pad_bucket)
+    slot_map = tf.where(tf.equal(sampled, num_candidates), k + 1,
+                        tf.gather(slot_of_candidate, sampled) + 1)
+
+    return {
+        keys.SLOT_MAP: tf.cast(slot_map, slot_map_dtype(k)),
+        keys.HEATMAP_IGNORE_COUNT: tf.cast(ignore_count,
+                                           ignore_count_dtype(min_level)),
+        keys.CLASSES: classes,
+        keys.CENTERS: centers,
+        keys.LEVELS: levels,
+        keys.GAUSSIAN_RADII: radius,
+        keys.NUM_INSTANCES: num_instances,
+    }
+
+  if whole_map:
+    return through(segment_map, window)
+  # Counting through the window reads the source lines it spans; when they
+  # hold more pixels than the output (a downscale), resampling first is
+  # cheaper. Both give the same targets.
+  band_area = ((tf.reduce_max(window.rows) - tf.reduce_min(window.rows) + 1) *
+               (tf.reduce_max(window.cols) - tf.reduce_min(window.cols) + 1))
+  return tf.cond(
+      band_area > output_area,
+      lambda: through(resampling.resample(tf.cast(segment_map, tf.int32),
+                                          window, keys.PADDING_SEGMENT_ID),
+                      whole_window),
+      lambda: through(segment_map, window))
 
 
 def label_bytes(output_size: Sequence[int], min_level: int,

@@ -94,7 +94,8 @@ def build_parser(model_config: maskconver_cfg.MaskConverModel,
       copy_paste_scale_max=parser_config.copy_paste_scale_max,
       max_segments=parser_config.max_segments,
       eval_groundtruth_padded_size=(
-          parser_config.eval_groundtruth_padded_size or None))
+          parser_config.eval_groundtruth_padded_size or None),
+      source_padded_size=parser_config.source_padded_size or None)
 
 
 @task_factory.register_task_cls(maskconver_cfg.MaskConverTask)
@@ -303,10 +304,20 @@ class MaskConverTask(base_task.Task):
 
   # ------------------------------------------------ on-device inputs ---
 
+  def input_images(self, images: tf.Tensor,
+                   labels: Mapping[str, Any]) -> tf.Tensor:
+    """uint8 images at `model.input_size`: `build_inputs`' images, resized
+    here when the parser sent padded sources (`keys.RESIZE_INFO`)."""
+    if keys.RESIZE_INFO not in labels:
+      return images
+    return image_ops.resize_window(images, labels[keys.RESIZE_INFO],
+                                   self.task_config.model.input_size[:2])
+
   def prepare_inputs(self, images: tf.Tensor, labels: Mapping[str, Any],
                      data_config: maskconver_cfg.DataConfig
                      ) -> Tuple[tf.Tensor, Dict[str, Any]]:
-    """Normalizes the uint8 images and expands the compact labels.
+    """Resizes (`input_images`) and normalizes the uint8 images and
+    expands the compact labels.
 
     Runs inside the train and validation steps (on the device, under XLA).
 
@@ -317,8 +328,10 @@ class MaskConverTask(base_task.Task):
 
     Returns:
       (normalized images in `data_config.dtype`, the labels with the dense
-      training keys of keys.py added).
+      training keys of keys.py added and `keys.RESIZE_INFO` consumed).
     """
+    images = self.input_images(images, labels)
+    labels = {k: v for k, v in labels.items() if k != keys.RESIZE_INFO}
     model_config = self.task_config.model
     dense = target_ops.dense_targets(
         labels, num_classes=model_config.num_classes,
@@ -367,8 +380,9 @@ class MaskConverTask(base_task.Task):
                       metrics: Optional[List[Any]] = None
                       ) -> Dict[str, Any]:
     """Losses on ground-truth centers, plus the panoptic prediction for PQ."""
-    raw_images = inputs[0]
-    images, labels = self.prepare_inputs(*inputs,
+    raw_images = self.input_images(*inputs)
+    labels = {k: v for k, v in inputs[1].items() if k != keys.RESIZE_INFO}
+    images, labels = self.prepare_inputs(raw_images, labels,
                                          self.task_config.validation_data)
     outputs = _float_outputs(model(images, training=False))
     # The losses use the masks of the ground-truth centers, computed from this

@@ -2,6 +2,7 @@
 
   python -m maskconver.tools.scale_report --experiment=maskconver_r50_coco \\
       [--global_batch_size=128] [--steps_per_second=1,2,4] [--skip_compile]
+      [--compile_batch_size=4]
 
 For the recipe's input size and global batch it prints:
 
@@ -13,8 +14,10 @@ For the recipe's input size and global batch it prints:
   moved to the recipe's thing/stuff layout); this is robust to other load;
 * the host cores needed to feed `--steps_per_second` training steps;
 * the XLA compile time of the recipe's train step on this CPU
-  (`tf.function(jit_compile=True)`, the recipe's precision, one example per
-  replica): first call minus a steady call;
+  (`tf.function(jit_compile=True)`, the recipe's precision,
+  `--compile_batch_size` examples per replica): first call minus a steady
+  call, or the time to the step's allocation where the compiled step needs
+  more memory than the machine has (then that memory is reported);
 * the train step's FLOPs per example: 3x the forward multiply-adds of
   `tools.model_stats` (forward + backward, the usual estimate).
 
@@ -23,6 +26,7 @@ The last line is one JSON object with every figure.
 
 import json
 import os
+import re
 import statistics
 import sys
 import tempfile
@@ -66,14 +70,19 @@ def define_flags() -> None:
                        'Side of the synthetic source images (COCO: ~640).')
   flags.DEFINE_bool('skip_compile', False,
                     'Skip the XLA compile of the train step (slow for R50).')
+  flags.DEFINE_integer('compile_batch_size', 1,
+                       'Examples per replica of the compiled train step (the '
+                       'R50 recipe: 4, its batch of 128 on 32 TPU cores).')
 
 
 def wire_bytes(model_config, parser_config) -> Dict[str, int]:
   """Bytes of one training example as the input pipeline sends it."""
   height, width = model_config.input_size[:2]
   max_instances = parser_config.max_instances or model_config.num_instances
+  image_height, image_width = parser_config.source_padded_size or (height,
+                                                                   width)
   return {
-      'image': height * width * 3,
+      'image': image_height * image_width * 3,
       'labels': targets.label_bytes((height, width), model_config.min_level,
                                     max_instances, parser_config.mask_stride),
   }
@@ -133,8 +142,16 @@ def host_cpu_ms(dataset: tf.data.Dataset, num_examples: int) -> float:
   return statistics.median(samples)
 
 
-def compile_seconds(params, dataset: tf.data.Dataset) -> Dict[str, float]:
-  """XLA compile time of the train step at one example per replica."""
+def compile_seconds(params, dataset: tf.data.Dataset,
+                    batch_size: int = 1) -> Dict[str, Optional[float]]:
+  """XLA compile time of the train step at `batch_size` examples.
+
+  The first call compiles and runs, a second call only runs; the compile
+  time is their difference. When the compiled step needs more memory than
+  the machine has, the first call fails after compiling, at the step's
+  allocation: the time to that failure is the compile time, and the bytes
+  XLA asked for are reported instead of a step time.
+  """
   performance.set_mixed_precision_policy(params.runtime.mixed_precision_dtype)
   try:
     task = task_factory.get_task(params.task)
@@ -143,23 +160,30 @@ def compile_seconds(params, dataset: tf.data.Dataset) -> Dict[str, float]:
                                       params.runtime)
     if hasattr(optimizer, 'shadow_copy'):
       optimizer.shadow_copy(model)
-    batch = next(iter(dataset.batch(1)))
+    batch = next(iter(dataset.batch(batch_size)))
     step = tf.function(lambda b: task.train_step(b, model, optimizer),
                        jit_compile=True)
     start = time.perf_counter()
-    step(batch)
+    try:
+      step(batch)
+    except tf.errors.ResourceExhaustedError as e:
+      needed = re.search(r'allocate (\d+) bytes', str(e))
+      return {'compile_s': time.perf_counter() - start, 'step_s': None,
+              'out_of_memory_bytes': int(needed.group(1)) if needed else -1}
     first = time.perf_counter() - start
     start = time.perf_counter()
     step(batch)
     steady = time.perf_counter() - start
   finally:
     tf_keras.mixed_precision.set_global_policy('float32')
-  return {'compile_s': first - steady, 'step_s': steady}
+  return {'compile_s': first - steady, 'step_s': steady,
+          'out_of_memory_bytes': None}
 
 
 def report(params, global_batch: int, rates: Sequence[float],
            num_examples: int, source_size: int,
-           compile_step: bool) -> Dict[str, object]:
+           compile_step: bool, compile_batch_size: int = 1
+           ) -> Dict[str, object]:
   """Every figure of the report, as a dict."""
   model_config = params.task.model
   wire = wire_bytes(model_config, params.task.train_data.parser)
@@ -169,7 +193,8 @@ def report(params, global_batch: int, rates: Sequence[float],
                            source_size)
     dataset = host_dataset(params, files)
     cpu_ms = host_cpu_ms(dataset, num_examples)
-    compiled = compile_seconds(params, dataset) if compile_step else None
+    compiled = (compile_seconds(params, dataset, compile_batch_size)
+                if compile_step else None)
   height, width = model_config.input_size[:2]
   forward = model_stats.model_stats(model_config, [height, width])['flops']
   return {
@@ -184,7 +209,11 @@ def report(params, global_batch: int, rates: Sequence[float],
                                           1) for r in rates},
       'xla_compile_s': (round(compiled['compile_s'], 1) if compiled
                         else None),
-      'xla_step_s_cpu': round(compiled['step_s'], 2) if compiled else None,
+      'xla_step_s_cpu': (round(compiled['step_s'], 2)
+                         if compiled and compiled['step_s'] else None),
+      'xla_step_out_of_memory_bytes': (compiled['out_of_memory_bytes']
+                                       if compiled else None),
+      'compile_batch_size': compile_batch_size if compiled else None,
       'precision': params.runtime.mixed_precision_dtype,
       'train_flops_per_example': 3 * forward,
       'forward_flops_per_example': forward,
@@ -204,13 +233,15 @@ def main(argv: Sequence[str]) -> Optional[int]:
     rates = [float(r) for r in FLAGS.steps_per_second.split(',') if r]
   except ValueError as e:
     raise app.UsageError(str(e)) from e
-  if FLAGS.global_batch_size < 0 or FLAGS.num_examples <= 0:
-    raise app.UsageError('--global_batch_size must be >= 0 and '
-                         '--num_examples > 0')
+  if (FLAGS.global_batch_size < 0 or FLAGS.num_examples <= 0 or
+      FLAGS.compile_batch_size <= 0):
+    raise app.UsageError('--global_batch_size must be >= 0, --num_examples '
+                         'and --compile_batch_size > 0')
   global_batch = (FLAGS.global_batch_size or
                   params.task.train_data.global_batch_size)
   result = report(params, global_batch, rates, FLAGS.num_examples,
-                  FLAGS.source_size, not FLAGS.skip_compile)
+                  FLAGS.source_size, not FLAGS.skip_compile,
+                  FLAGS.compile_batch_size)
   result['experiment'] = FLAGS.experiment
   size = result['input_size']
   wire = result['bytes_per_example']
@@ -225,9 +256,15 @@ def main(argv: Sequence[str]) -> Optional[int]:
   for rate, cores in result['host_cores_needed'].items():
     print(f'host cores for {rate:>4} step/s {cores}')
   if result['xla_compile_s'] is not None:
+    if result['xla_step_s_cpu'] is not None:
+      step = f'one step {result["xla_step_s_cpu"]} s'
+    else:
+      step = (f'the step needs '
+              f'{result["xla_step_out_of_memory_bytes"] / 1e9:.1f} GB, more '
+              'than this machine has')
     print(f'XLA compile, train step    {result["xla_compile_s"]} s '
-          f'({result["precision"]}, this CPU; one step '
-          f'{result["xla_step_s_cpu"]} s)')
+          f'({result["precision"]}, {result["compile_batch_size"]} per '
+          f'replica, this CPU; {step})')
   print(f'train FLOPs / example      '
         f'{result["train_flops_per_example"] / 1e9:.1f} B multiply-adds '
         '(3x forward)')
