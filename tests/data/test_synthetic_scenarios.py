@@ -9,6 +9,7 @@ import pytest
 
 from maskconver.data import coco_panoptic_io
 from maskconver.data import synthetic
+from maskconver.data import synthetic_context
 from maskconver.data import synthetic_scenarios
 
 DISC, SQUARE, TRIANGLE, CROSS = 1, 2, 3, 5
@@ -72,7 +73,8 @@ def test_concave_rate_zero_renders_the_shapes_images():
     assert shapes[2] == concave[2]
 
 
-@pytest.mark.parametrize('scenario', ['collisions', 'concave'])
+@pytest.mark.parametrize('scenario', ['collisions', 'same_size_collisions',
+                                      'concave', 'context'])
 def test_scenarios_are_deterministic_by_seed(scenario):
   first = synthetic.render_image(4, 'val', 2, SIZE, scenario)
   again = synthetic.render_image(4, 'val', 2, SIZE, scenario)
@@ -193,10 +195,15 @@ def test_statistics_ring_around_a_disc():
   infos = [{'id': 30, 'category_id': DISC, 'iscrowd': 0},
            {'id': 20, 'category_id': SKY, 'iscrowd': 0},
            {'id': 10, 'category_id': SQUARE, 'iscrowd': 0}]
+  # Levels at 7 px: boundaries 24 and 48 scaled by 7 / 128 are 1.31 and
+  # 2.63 px. Ring and sky have 24 pixels (sqrt 4.9: level index 2), the
+  # inner square 1 (index 0): the ring collides with the sky on its own
+  # level, the inner square with nothing on its level.
   stats = synthetic_scenarios.scenario_statistics(segments, infos)
   assert stats == {
-      'images': 1, 'things': 2, 'colliding': 2, 'box_center_off_object': 1,
-      'centroid_off_object': 1, 'colliding_share': 1.0,
+      'images': 1, 'things': 2, 'colliding': 2, 'same_level_colliding': 1,
+      'box_center_off_object': 1, 'centroid_off_object': 1,
+      'colliding_share': 1.0, 'same_level_colliding_share': 0.5,
       'box_center_off_object_share': 0.5, 'centroid_off_object_share': 0.5}
 
 
@@ -259,3 +266,126 @@ def test_cli_prints_val_statistics(tmp_path, capsys):
   out = capsys.readouterr().out
   assert 'val statistics: 3 images' in out
   assert 'colliding_share=1.000' in out
+
+
+def test_head_level_follows_the_synthetic_parser():
+  # maskconver_synthetic: boundaries 24 and 48 px at 128 px, scaled.
+  assert [synthetic_scenarios.head_level(a, 128)
+          for a in (575, 576, 2303, 2304)] == [0, 1, 1, 2]
+  # At 192 px the boundaries are 36 and 72: 35^2 -> 0, 36^2 -> 1.
+  assert [synthetic_scenarios.head_level(a, 192)
+          for a in (35**2, 36**2, 72**2)] == [0, 1, 2]
+
+
+def test_same_size_pairs_share_centroid_size_and_level():
+  # Rate 1: every placement is a ring or frame around a thing of another
+  # class (no lakes), the two of (nearly) equal area.
+  ratios = []
+  for _, segments, infos in _render_split('same_size_collisions', 1.0, 20):
+    things = _things(infos)
+    centroids = {s['id']: _centroid(segments, s['id']) for s in things}
+    areas = {s['id']: int((segments == s['id']).sum()) for s in things}
+    assert not any(s['category_id'] == WATER and s['id'] in centroids
+                   for s in infos)
+    for a in things:
+      partners = [b for b in things if b['id'] != a['id'] and math.dist(
+          centroids[a['id']], centroids[b['id']]) < 1e-6]
+      assert len(partners) == 1, 'a pair member without one partner'
+      [b] = partners
+      assert b['category_id'] != a['category_id']
+      ratios.append(max(areas[a['id']], areas[b['id']]) /
+                    min(areas[a['id']], areas[b['id']]))
+  assert len(ratios) >= 60
+  # The ring takes whole groups of equidistant pixels (at most 8) past the
+  # inner thing's area of 100 to 600 pixels at 96 px: within 8 %.
+  assert max(ratios) <= 1.08
+  totals = _split_statistics(_render_split('same_size_collisions', 1.0, 20))
+  assert totals['colliding'] == totals['things']
+  # Equal areas land on one level unless a boundary (18 or 36 px at 96 px)
+  # falls between sqrt(area) and sqrt(1.08 area): at most a few pairs.
+  assert totals['same_level_colliding'] >= 0.9 * totals['things']
+
+
+def test_same_size_collisions_share_a_level_where_collisions_do_not():
+  # Default rate 0.5: a pair adds two colliding things, a single one that
+  # collides with nothing, so 2 * 0.5 / 1.5 = 0.67 of the things collide
+  # (two standard deviations: 0.55-0.78 over ~160 things), nearly all on
+  # their own level. In `collisions` the ring is 1.5-2.5x its inner
+  # thing's size and a lake far larger: most colliding pairs straddle a
+  # level boundary.
+  same = _split_statistics(_render_split('same_size_collisions'))
+  mixed = _split_statistics(_render_split('collisions'))
+  assert 0.55 <= same['colliding'] / same['things'] <= 0.78
+  assert same['same_level_colliding'] >= 0.9 * same['colliding']
+  assert mixed['same_level_colliding'] <= 0.4 * mixed['colliding']
+
+
+def _context_split(rate=None, num_images=NUM_IMAGES):
+  totals = {}
+  for image, segments, infos in _render_split('context', rate, num_images):
+    for name, value in synthetic_context.context_statistics(
+        image, segments, infos).items():
+      if not name.endswith('_share'):
+        totals[name] = totals.get(name, 0) + value
+  return totals
+
+
+def test_context_things_follow_the_rate_and_the_distant_flag():
+  # Rate 0.5 over ~100 things: the grey share's standard deviation is 0.05;
+  # 0.35-0.65 is three of them either side. Every grey thing has the
+  # flag's class and lies 0.52 * 96 = 50 px from it, and every image has a
+  # flag.
+  totals = _context_split()
+  assert totals['flags'] == totals['images'] == NUM_IMAGES
+  assert totals['things'] >= 80
+  assert 0.35 <= totals['context_things'] / totals['things'] <= 0.65
+  assert totals['context_far'] == totals['context_things']
+  assert totals['context_key'] == totals['context_things']
+  # Rate 0: only coloured things (the white cross is not taken for grey);
+  # rate 1: only grey ones.
+  none = _context_split(0.0, 12)
+  assert none['things'] >= 30 and none['context_things'] == 0
+  every = _context_split(1.0, 12)
+  assert every['things'] >= 30
+  assert every['context_things'] == every['context_key'] == every['things']
+
+
+def test_context_statistics_by_hand():
+  # 20x20: sky rows 0-9, ground rows 10-19; a red flag (disc's colour) in
+  # rows 1-2, columns 1-4. Grey thing A (disc class) in rows 15-17,
+  # columns 15-17: nearest flag pixel (2, 4) to (15, 15) is
+  # hypot(13, 11) = 17.0 px >= 0.52 * 20 - 1 = 9.4. Grey thing B (square) in
+  # rows 11-12, columns 3-4: 9 px below the flag. C is a red disc.
+  image = np.zeros((20, 20, 3), np.uint8)
+  image[:10] = (60, 110, 230)
+  image[10:] = (115, 90, 50)
+  image[1:3, 1:5] = (220, 40, 30)
+  segments = np.full((20, 20), 7)
+  segments[:10] = 6
+  segments[15:18, 15:18] = 1
+  image[15:18, 15:18] = 100
+  segments[11:13, 3:5] = 2
+  image[11:13, 3:5] = 90
+  segments[14:17, 6:9] = 3
+  image[14:17, 6:9] = (220, 40, 30)
+  infos = [{'id': 6, 'category_id': SKY, 'iscrowd': 0},
+           {'id': 7, 'category_id': GROUND, 'iscrowd': 0},
+           {'id': 1, 'category_id': DISC, 'iscrowd': 0},
+           {'id': 2, 'category_id': SQUARE, 'iscrowd': 0},
+           {'id': 3, 'category_id': DISC, 'iscrowd': 0}]
+  stats = synthetic_context.context_statistics(image, segments, infos)
+  assert stats == {
+      'images': 1, 'things': 3, 'flags': 1, 'context_things': 2,
+      'context_far': 1, 'context_key': 1, 'context_share': 2 / 3,
+      'context_far_share': 0.5, 'context_key_share': 0.5}
+
+
+def test_cli_prints_context_statistics(tmp_path, capsys):
+  assert synthetic.main([f'--output_dir={tmp_path}', '--num_train=0',
+                         '--num_val=3', '--image_size=96', '--seed=1',
+                         '--scenario=context', '--rate=1']) == 0
+  out = capsys.readouterr().out
+  # Measured from the written JPEGs.
+  assert 'val context: 3 flags in 3 images' in out
+  assert 'context_share=1.000' in out
+  assert 'from the flag 1.000, of the flag\'s class 1.000' in out

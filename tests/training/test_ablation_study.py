@@ -48,8 +48,9 @@ def test_summary_pairs_deltas_by_seed(study):
              ('mask_centers', 1): pq(64.0, 52.0, 82.0),
              ('box_centers', 0): pq(57.0, 45.0, 80.0),
              ('box_centers', 1): pq(62.0, 49.0, 81.0)}
-  stats = {'mask_centers': {'params': 3_000_000, 'flops': 2 * 10**8},
-           'box_centers': {'params': 3_000_000, 'flops': 2 * 10**8}}
+  stats = {name: {'params': 3_000_000, 'flops': 2 * 10**8,
+                  'image_size': 128, 'batch_size': 16}
+           for name in ('mask_centers', 'box_centers')}
   [entry] = study.summarize([row], results, stats, [0, 1])
   mask = entry['variants']['mask_centers']
   assert mask['PQ_all_mean'] == pytest.approx(62.0)
@@ -64,7 +65,48 @@ def test_summary_pairs_deltas_by_seed(study):
   assert comparison['verdict'] == 'no clear difference at this scale'
   table = study.markdown([entry], study.QUICK_SETTINGS)
   assert '| centers | mask_centers | concave | 2 | 62.0 +- 2.0 |' in table
+  assert '| 3.00M | 0.20B | 128 | 16 |' in table
   assert '| 2.5 +- 0.5 (+3.0, +2.0) | +0.6 |' in table
+
+
+def test_comparison_on_pq_stuff(study):
+  row = study.Row(
+      'stuff', 'Table 7', 'q',
+      (study.Variant('a', 'concave'), study.Variant('b', 'concave')),
+      (study.Comparison('a', 'b', '-0.2', False, 'PQ_stuff'),))
+  pq = lambda a, s: {'PQ_all': a, 'PQ_things': 0.0, 'PQ_stuff': s}
+  # PQ all favours a by 10 on each seed; PQ stuff favours b by 1 and 3.
+  results = {('a', 0): pq(60.0, 80.0), ('a', 1): pq(61.0, 80.0),
+             ('b', 0): pq(50.0, 81.0), ('b', 1): pq(51.0, 83.0)}
+  stats = {n: {'params': 1, 'flops': 1, 'image_size': 128, 'batch_size': 16}
+           for n in 'ab'}
+  [entry] = study.summarize([row], results, stats, [0, 1])
+  [comparison] = entry['comparisons']
+  assert comparison['deltas'] == pytest.approx([-1.0, -3.0])
+  # Noise: b's PQ stuff range, 2 (83 - 81); the mean's size, 2, does not
+  # exceed it, so the difference is not clear, as the paper's ~0.
+  assert comparison['verdict'] == 'agrees: no clear difference'
+  table = study.markdown([entry], study.QUICK_SETTINGS)
+  assert ('| stuff | Table 7 | a - b (PQ_stuff) | -2.0 +- 1.0 (-1.0, -3.0) |'
+          in table)
+
+
+def test_rows_compare_like_with_like(study):
+  # Every variant of a row trains at one image size and batch, and the
+  # default study runs at least 3 seeds.
+  settings = study.DEFAULT_SETTINGS
+  for row in study.ROWS:
+    sizes = {(study.image_size(v.scenario, settings),
+              study.batch_size(v, settings)) for v in row.variants}
+    assert len(sizes) == 1, row.name
+  assert study.DEFAULT_SEEDS >= 3
+  [decoder] = [r for r in study.ROWS if r.name == 'decoder']
+  overrides = study.variant_overrides(decoder.variants[0], '/r', settings)
+  assert 'task.model.input_size=[192,192,3]' in overrides
+  assert 'task.train_data.global_batch_size=8' in overrides
+  assert decoder.variants[0].scenario == 'context'
+  [levels] = [r for r in study.ROWS if r.name == 'class_embedding_levels']
+  assert {v.scenario for v in levels.variants} == {'same_size_collisions'}
 
 
 def test_every_compared_variant_belongs_to_its_row(study):
@@ -137,5 +179,5 @@ def test_quick_study_every_row(tmp_path):
   assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
   report = _check_quick_study(
       tmp_path, ['class_embedding_one_level', 'class_embedding_levels',
-                 'centers', 'heads', 'decoder'], 9)
-  assert sum(len(r['comparisons']) for r in report['rows']) == 6
+                 'centers', 'heads', 'decoder', 'stuff', 'copy_paste'], 13)
+  assert sum(len(r['comparisons']) for r in report['rows']) == 8

@@ -20,15 +20,20 @@ class annotated as a single `iscrowd=1` segment. Category ids are not
 contiguous, so the training-id mapping is exercised, and segment ids are
 random 24-bit values, so every channel of the PNG encoding is used.
 
-Two more scenarios (`synthetic_scenarios`, same categories and layout) probe
+More scenarios (`synthetic_scenarios`, same categories and layout) probe
 MaskConver's claims: `collisions`, where instances of different classes share
 their mask centroid (rings and frames around other things, things in the
-middle of an elliptic lake), and `concave`, where things are rings, C, L and
-chevron shapes whose box centre tends to lie off the object. `--rate` sets
-how often (defaults: 0.5 and 0.8). After writing, the CLI prints the val
-split's statistics (`synthetic_scenarios.measure`): the share of things whose
-centroid collides with another class's, and whose box centre or centroid
-lies off the object.
+middle of an elliptic lake); `same_size_collisions`, the rings and frames
+with the same area as the thing in their hole, so that both land on the same
+head level; `concave`, where things are rings, C, L and chevron shapes whose
+box centre tends to lie off the object; and `context` (`synthetic_context`),
+where grey things take the class of a flag far away in the sky. `--rate`
+sets how often (defaults: 0.5, 0.5, 0.8 and 0.5). After writing, the CLI
+prints the val split's statistics (`synthetic_scenarios.measure`): the share
+of things whose centroid collides with another class's (in all and on the
+same head level), and whose box centre or centroid lies off the object; for
+`context` also the share of grey things, and of those the share that lie
+far from the flag and have its class (`synthetic_context.measure`).
 
 The output is a deterministic function of the arguments (same seed, same
 bytes).
@@ -36,7 +41,8 @@ Usage::
 
   python -m maskconver.data.synthetic --output_dir=/tmp/synthetic \
       --num_train=400 --num_val=50 --image_size=128 --seed=0 \
-      [--scenario=shapes|collisions|concave] [--rate=R]
+      [--scenario=shapes|collisions|same_size_collisions|concave|context]
+      [--rate=R]
 """
 
 import io
@@ -51,6 +57,7 @@ from PIL import Image
 
 from maskconver.common import flags as command_flags
 from maskconver.data import coco_panoptic_io
+from maskconver.data import synthetic_context
 from maskconver.data import synthetic_drawing as drawing
 from maskconver.data import synthetic_scenarios
 # Re-exported: the dataset's categories are part of this module's interface.
@@ -199,7 +206,10 @@ def define_flags(values: command_flags.FlagValues) -> None:
                       f'What to draw: one of {", ".join(SCENARIOS)}.',
                       flag_values=values)
   flags.DEFINE_float('rate', None, 'Rate of the scenario in [0, 1] '
-                     '(default: collisions 0.5, concave 0.8).',
+                     '(default: ' + ', '.join(
+                         f'{name} {rate}' for name, rate in
+                         synthetic_scenarios.DEFAULT_RATES.items()
+                         if rate is not None) + ').',
                      flag_values=values)
 
 
@@ -218,6 +228,11 @@ def _generate(values: command_flags.FlagValues) -> int:
     print('val ' + synthetic_scenarios.format_statistics(
         synthetic_scenarios.measure(val['panoptic_json'],
                                     val['panoptic_masks_dir'])))
+    if values.scenario == 'context':
+      print('val ' + synthetic_context.format_statistics(
+          synthetic_context.measure(val['panoptic_json'],
+                                    val['panoptic_masks_dir'],
+                                    val['image_dir']), values.image_size))
   return 0
 
 

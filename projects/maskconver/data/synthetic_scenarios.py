@@ -17,6 +17,14 @@ a `synthetic_drawing.Canvas` with the same seven categories as the default:
   Both members of a pair are centrally symmetric about one centre on the
   half-pixel grid and lie inside the image, so their centroids coincide
   exactly. Other things are the usual shapes, covering nothing placed before.
+* `same_size_collisions` (rate 0.5): `collisions` without lakes, and each
+  ring or frame is as large as the thing in its hole: its outer reach is
+  chosen so that its area equals the inner thing's (within the pixel grid's
+  rounding), so both have the same size and MaskConver assigns them to the
+  same head level, where only the class embedding tells their centers
+  apart. In `collisions` the ring is the larger of the two and lands on
+  the same level as its inner thing only when both sizes fall between the
+  same level boundaries.
 * `concave` (rate 0.8): stuff, crowd and placement as in `shapes` (things may
   occlude each other by the same rule), but each thing is, with probability
   `rate`, a concave variant of its class, turned by a random angle: a ring
@@ -26,10 +34,13 @@ a `synthetic_drawing.Canvas` with the same seven categories as the default:
   the object; the centroid of the ring, the L and the chevron does not (an
   L's centroid is on the object only for arms so wide that its box centre
   is too). Rate 0 renders exactly the `shapes` images.
+* `context` (rate 0.5, `synthetic_context`): a thing's class is set by a
+  flag far from it; see that module.
 
 `scenario_statistics` and `measure` report how often the claims' conditions
 hold in a dataset: the share of things whose centroid collides with the
-centroid of a segment of another class, and of things whose box centre or
+centroid of a segment of another class (in all, and with one on the same
+head level of `maskconver_synthetic`), and of things whose box centre or
 centroid lies off the object.
 """
 
@@ -42,12 +53,15 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from maskconver.data import coco_panoptic_io
+from maskconver.data import synthetic_context
 from maskconver.data import synthetic_drawing as drawing
 from maskconver.data.synthetic_drawing import CROSS, DISC, SQUARE
 from maskconver.data.synthetic_drawing import THING_IDS, WATER
 
 # Default rate of each scenario (`shapes` has none).
-DEFAULT_RATES = {'shapes': None, 'collisions': 0.5, 'concave': 0.8}
+DEFAULT_RATES = {'shapes': None, 'collisions': 0.5,
+                 'same_size_collisions': 0.5, 'concave': 0.8,
+                 'context': synthetic_context.DEFAULT_RATE}
 SCENARIOS = tuple(DEFAULT_RATES)
 
 # Distance (px, between continuous outlines) from an inner thing to the edge
@@ -61,6 +75,15 @@ _CHEBYSHEV_REACH = {DISC: 0.5, SQUARE: 0.425, CROSS: 0.5}
 _CENTRED_THINGS = (DISC, SQUARE, CROSS)
 _LAKE_PROBABILITY = 0.5
 _TRIES = 30
+# Hole radius of a same-size pair, as a fraction of the image side (at least
+# the first number of pixels): large enough for a ring a few pixels wide.
+_SAME_SIZE_HOLE = ((10.0, 0.08), (16.0, 0.15))
+# Head levels of `maskconver_synthetic` (L3-L5): an instance of size
+# sqrt(area) goes one level up per boundary it reaches; the boundaries are
+# its parser's `level_base_size` (24) doubled per level, for images of
+# `level_reference_size` (128) px and scaled with the image side.
+LEVEL_BOUNDARIES = (24.0, 48.0)
+LEVEL_REFERENCE_SIZE = 128.0
 
 
 def resolve_rate(scenario: str, rate: Optional[float]) -> Optional[float]:
@@ -100,8 +123,12 @@ def draw_scene(rng: np.random.Generator, canvas: drawing.Canvas,
     scenario: one of `SCENARIOS`.
     rate: the scenario's rate from `resolve_rate`.
   """
-  if scenario == 'collisions':
-    _draw_collisions(rng, canvas, rate)
+  if scenario in ('collisions', 'same_size_collisions'):
+    _draw_collisions(rng, canvas, rate,
+                     same_size=scenario == 'same_size_collisions')
+    return
+  if scenario == 'context':
+    synthetic_context.draw_context(rng, canvas, rate)
     return
   drawing.draw_stuff(rng, canvas)
   if rng.random() < drawing.CROWD_PROBABILITY:
@@ -226,9 +253,17 @@ def _lake(rng: np.random.Generator, horizon: np.ndarray, yy: np.ndarray,
 
 
 def _concentric_pair(rng: np.random.Generator, yy: np.ndarray,
-                     xx: np.ndarray, occupied: np.ndarray
+                     xx: np.ndarray, occupied: np.ndarray,
+                     same_size: bool = False
                      ) -> Optional[Tuple[np.ndarray, List[Tuple[int, Any]]]]:
   """A ring or square frame with another class's thing in its hole.
+
+  With `same_size`, the hole is drawn first, then the ring (frame) takes
+  the pixels outside the hole nearest the centre until it has as many as
+  the inner thing, nearest by distance (the frame's: Chebyshev, then
+  Euclidean within a layer) and whole groups of equidistant pixels at a
+  time, so it stays centrally symmetric and its area exceeds the inner
+  thing's by less than one such group (at most 8 pixels).
 
   Returns:
     (footprint bool [size, size], [(category, mask), (category, mask)]), or
@@ -238,11 +273,24 @@ def _concentric_pair(rng: np.random.Generator, yy: np.ndarray,
   outer = (DISC, SQUARE)[int(rng.integers(2))]
   choices = (SQUARE, CROSS) if outer == DISC else (DISC, CROSS)
   inner = choices[int(rng.integers(2))]
-  extent = rng.uniform(max(24.0, 0.25 * size), max(32.0, 0.42 * size))
-  reach = extent / 2 if outer == DISC else 0.425 * extent
-  hole = reach * rng.uniform(0.55, 0.7)
   inner_reach = (_EUCLIDEAN_REACH if outer == DISC else _CHEBYSHEV_REACH)[inner]
-  inner_extent = (hole - _GAP) / inner_reach * rng.uniform(0.75, 1.0)
+  if same_size:
+    (low_px, low), (high_px, high) = _SAME_SIZE_HOLE
+    hole = rng.uniform(max(low_px, low * size), max(high_px, high * size))
+    inner_extent = (hole - _GAP) / inner_reach * rng.uniform(0.85, 1.0)
+    # The inner shape's area, drawn at the middle of the image.
+    middle = size / 2
+    area = float(drawing.shape_mask(inner, yy, xx, middle, middle,
+                                    inner_extent, 0.0).sum())
+    # Ring: pi (R^2 - hole^2) = area; frame: (2R)^2 - (2 hole)^2 = area;
+    # plus room for the pixel grid's rounding.
+    reach = math.sqrt(hole**2 + area / (math.pi if outer == DISC else 4.0))
+    reach += 1.5
+  else:
+    extent = rng.uniform(max(24.0, 0.25 * size), max(32.0, 0.42 * size))
+    reach = extent / 2 if outer == DISC else 0.425 * extent
+    hole = reach * rng.uniform(0.55, 0.7)
+    inner_extent = (hole - _GAP) / inner_reach * rng.uniform(0.75, 1.0)
   for _ in range(_TRIES):
     cy = _half_pixel(rng, reach + 1, size - 1 - reach)
     cx = _half_pixel(rng, reach + 1, size - 1 - reach)
@@ -252,10 +300,20 @@ def _concentric_pair(rng: np.random.Generator, yy: np.ndarray,
       distance = np.hypot(yy - cy, xx - cx)
     else:
       distance = np.maximum(np.abs(yy - cy), np.abs(xx - cx))
-    footprint = distance <= reach
+    inner_mask = drawing.shape_mask(inner, yy, xx, cy, cx, inner_extent, 0.0)
+    order, outer_reach = distance, reach
+    if same_size:
+      if outer == SQUARE:
+        # Chebyshev layers are 1 px apart; Euclidean ties within one add
+        # less than 1e-3 * 1.5 * size.
+        order = distance + 1e-3 * np.hypot(yy - cy, xx - cx)
+      ring = np.sort(order[distance >= hole])
+      outer_reach = float(ring[min(int(inner_mask.sum()), ring.size) - 1])
+      if outer_reach > reach:
+        continue
+    footprint = order <= outer_reach
     if (footprint & occupied).any():
       continue
-    inner_mask = drawing.shape_mask(inner, yy, xx, cy, cx, inner_extent, 0.0)
     return footprint, [(outer, footprint & (distance >= hole)),
                        (inner, inner_mask)]
   return None
@@ -295,14 +353,14 @@ def _draw_crowd_outside(rng: np.random.Generator, canvas: drawing.Canvas,
 
 
 def _draw_collisions(rng: np.random.Generator, canvas: drawing.Canvas,
-                     rate: float) -> None:
-  """The `collisions` scene (see the module docstring)."""
+                     rate: float, same_size: bool = False) -> None:
+  """The `collisions` or `same_size_collisions` scene (module docstring)."""
   size = canvas.segments.shape[0]
   yy, xx = drawing.grid(size)
   labels, horizon = drawing.horizon_labels(rng, size)
   pairs = [rng.random() < rate for _ in range(int(rng.integers(2, 6)))]
   lake = None
-  if any(pairs) and rng.random() < _LAKE_PROBABILITY:
+  if not same_size and any(pairs) and rng.random() < _LAKE_PROBABILITY:
     lake = _lake(rng, horizon, yy, xx)
   if lake is None:
     labels = drawing.add_water_blob(rng, labels, horizon)
@@ -330,7 +388,7 @@ def _draw_collisions(rng: np.random.Generator, canvas: drawing.Canvas,
         category, yy, xx, lake.cy, lake.cx, extent, 0.0)))
   for pair in pairs:
     if pair:
-      found = _concentric_pair(rng, yy, xx, occupied)
+      found = _concentric_pair(rng, yy, xx, occupied, same_size)
       if found is not None:
         occupied |= found[0]
         placed.extend(found[1])
@@ -342,6 +400,23 @@ def _draw_collisions(rng: np.random.Generator, canvas: drawing.Canvas,
   for category, mask in placed:
     drawing.add_segment(rng, canvas, mask, category, False,
                         drawing.thing_color(rng, category, yy, xx))
+
+
+# Counts of `scenario_statistics`; its shares are over `things`.
+_COUNTS = ('images', 'things', 'colliding', 'same_level_colliding',
+           'box_center_off_object', 'centroid_off_object')
+_SHARES = _COUNTS[2:]
+
+
+def head_level(area: float, image_side: int) -> int:
+  """Head level index (0 = L3) of `maskconver_synthetic` for a segment.
+
+  Args:
+    area: the segment's pixel count.
+    image_side: the longer side of the image, px.
+  """
+  scale = image_side / LEVEL_REFERENCE_SIZE
+  return sum(math.sqrt(area) >= b * scale for b in LEVEL_BOUNDARIES)
 
 
 def scenario_statistics(segments: np.ndarray,
@@ -365,29 +440,35 @@ def scenario_statistics(segments: np.ndarray,
   Returns:
     Counts `images` (1), `things` (non-crowd thing instances), `colliding`
     (things whose centroid lies within `max_distance` of the centroid of any
-    other segment of another category), `box_center_off_object`,
-    `centroid_off_object`, and `colliding_share`,
-    `box_center_off_object_share`, `centroid_off_object_share` (counts over
-    `things`; NaN without things).
+    other segment of another category), `same_level_colliding` (those of
+    them colliding with such a segment on their own `head_level`),
+    `box_center_off_object`, `centroid_off_object`, and the shares of each
+    count over `things` (`colliding_share`, ...; NaN without things).
   """
+  side = max(segments.shape)
   centroids = {}
   for info in segments_info:
     ys, xs = np.nonzero(segments == info['id'])
     if ys.size:
       centroids[info['id']] = (ys.mean() + 0.5, xs.mean() + 0.5, ys, xs,
-                               info['category_id'])
-  counts = {'images': 1, 'things': 0, 'colliding': 0,
-            'box_center_off_object': 0, 'centroid_off_object': 0}
+                               info['category_id'],
+                               head_level(ys.size, side))
+  counts = {name: 0 for name in _COUNTS}
+  counts['images'] = 1
   for info in segments_info:
     if (info['category_id'] not in thing_ids or info.get('iscrowd', 0) or
         info['id'] not in centroids):
       continue
-    cy, cx, ys, xs, category = centroids[info['id']]
+    cy, cx, ys, xs, category, level = centroids[info['id']]
     counts['things'] += 1
-    counts['colliding'] += any(
-        other != info['id'] and other_category != category and
-        math.hypot(cy - oy, cx - ox) <= max_distance
-        for other, (oy, ox, _, _, other_category) in centroids.items())
+    partners = [
+        other_level
+        for other, (oy, ox, _, _, other_category, other_level)
+        in centroids.items()
+        if other != info['id'] and other_category != category and
+        math.hypot(cy - oy, cx - ox) <= max_distance]
+    counts['colliding'] += bool(partners)
+    counts['same_level_colliding'] += level in partners
     box_y = (ys.min() + ys.max() + 1) // 2
     box_x = (xs.min() + xs.max() + 1) // 2
     counts['box_center_off_object'] += int(
@@ -399,7 +480,7 @@ def scenario_statistics(segments: np.ndarray,
 
 def _with_shares(counts: Dict[str, int]) -> Dict[str, float]:
   stats = dict(counts)
-  for name in ('colliding', 'box_center_off_object', 'centroid_off_object'):
+  for name in _SHARES:
     stats[f'{name}_share'] = (counts[name] / counts['things']
                               if counts['things'] else float('nan'))
   return stats
@@ -419,8 +500,7 @@ def measure(panoptic_json: str, panoptic_masks_dir: str) -> Dict[str, float]:
   """
   data = coco_panoptic_io.load_json(panoptic_json)
   thing_ids = [c['id'] for c in data['categories'] if c['isthing']]
-  totals = {'images': 0, 'things': 0, 'colliding': 0,
-            'box_center_off_object': 0, 'centroid_off_object': 0}
+  totals = {name: 0 for name in _COUNTS}
   for annotation in data['annotations']:
     segments = coco_panoptic_io.read_segment_map(
         os.path.join(panoptic_masks_dir, annotation['file_name']))
@@ -435,6 +515,8 @@ def format_statistics(stats: Mapping[str, float]) -> str:
   """One line of `measure`'s results."""
   return (f'statistics: {stats["images"]} images, {stats["things"]} things, '
           f'colliding_share={stats["colliding_share"]:.3f}, '
+          'same_level_colliding_share='
+          f'{stats["same_level_colliding_share"]:.3f}, '
           'box_center_off_object_share='
           f'{stats["box_center_off_object_share"]:.3f}, '
           f'centroid_off_object_share={stats["centroid_off_object_share"]:.3f}')
