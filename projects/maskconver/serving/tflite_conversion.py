@@ -13,7 +13,7 @@ The quantization types (`QUANT_TYPES`) are Model Garden's:
 | ------------------- | ------- | ------------------- | ----- |
 | none (default)      | float32 | float32             | float32 |
 | fp16                | float16 | float32             | float32 |
-| default             | int8    | float32 (dynamic range) | float32 |
+| default             | int8 (depthwise: float32) | float32 (dynamic range) | float32 |
 | int8_fallback       | int8    | int8, float where no int8 kernel | float32 |
 | int8_full_fp32_io   | int8    | int8 (TFLITE_BUILTINS_INT8)      | float32 |
 | int8_full           | int8    | int8                | uint8 (quantized; raw pixels for tflite_uint8) |
@@ -37,6 +37,13 @@ mask areas with a step of dozens of pixels, and the int8 DIV kernel aborts
 on an empty mask. Its outputs keep their types (int32 maps and classes, bool
 flags, float32 scores and image_info) in every variant.
 
+In `default` the depthwise convolutions keep float32 filters
+(`float_depthwise_filters`): XNNPACK runs a convolution with int8 weights
+and float activations by quantizing its input on the fly, but has no such
+depthwise kernel, so an int8-weight DEPTHWISE_CONV_2D runs in TFLite's own
+hybrid kernel, several times slower than in float32. Their filters are a
+small share of the weights (k x k x channels each).
+
 The int8 types calibrate on a representative dataset: `calibration_dataset`
 (validation images of the experiment, parsed like evaluation: resized and
 padded to task.model.input_size, which must be the SavedModel's input size;
@@ -51,6 +58,8 @@ from typing import (Any, Callable, Dict, Iterator, List, Mapping, Optional,
                     Sequence)
 
 from absl import logging
+from ai_edge_litert import schema_py_generated as tflite_schema
+from ai_edge_litert.tools import flatbuffer_utils
 import numpy as np
 import tensorflow as tf
 from tensorflow.core.protobuf import meta_graph_pb2
@@ -80,6 +89,9 @@ FLOAT_SCOPES = ('panoptic_postprocessor/', 'image_info/',
 # The mask einsum stays float too, unless it is the int8 twin's fully
 # connected form (module doc).
 EINSUM_SCOPE = 'maskconver/mask_projection/'
+_DEPTHWISE_CONV_2D = tflite_schema.BuiltinOperator.DEPTHWISE_CONV_2D
+_FLOAT32 = tflite_schema.TensorType.FLOAT32
+_INT8 = tflite_schema.TensorType.INT8
 
 
 def normalize_quant_type(quant_type: Optional[str]) -> Optional[str]:
@@ -192,8 +204,10 @@ def calibration_dataset(params: cfg.ExperimentConfig,
   def images() -> Iterator[List[np.ndarray]]:
     task = maskconver_task.MaskConverTask(task_config)
     dataset = task.build_inputs(task_config.validation_data)
-    for image, _ in dataset.take(num_steps):
-      # The input pipeline sends uint8 pixels; the float input is normalized.
+    for image, labels in dataset.take(num_steps):
+      # The input pipeline sends uint8 pixels (or padded sources, resized
+      # here as the steps do); the float input is normalized.
+      image = task.input_images(image, labels)
       if input_dtype != tf.uint8:
         image = image_ops.normalize_images(image)
       yield [image.numpy()]
@@ -306,6 +320,8 @@ def convert(saved_model_dir: str,
     if quant_type == 'fp16':
       converter.target_spec.supported_types = [tf.float16]
     tflite_model = converter.convert()
+    if quant_type == 'default':
+      tflite_model = float_depthwise_filters(tflite_model)
   else:
     tflite_model = _convert_int8(saved_model_dir, signature_key, converter,
                                  quant_type, representative_dataset)
@@ -313,6 +329,64 @@ def convert(saved_model_dir: str,
   if non_builtin:
     raise ValueError(f'the TFLite model needs non-builtin ops {non_builtin}')
   return tflite_model
+
+
+def float_depthwise_filters(tflite_model: bytes) -> bytes:
+  """Gives every hybrid DEPTHWISE_CONV_2D its filter back in float32.
+
+  A hybrid depthwise conv (float32 input, int8 filter: dynamic range
+  quantization) runs in TFLite's own kernel, which XNNPACK does not replace
+  (module doc). Its filter becomes the float32 values the int8 ones stand
+  for, (q - zero_point) * scale per channel, so the op runs in float32 with
+  the weights it computed with.
+
+  Args:
+    tflite_model: a TFLite model.
+
+  Returns:
+    The model with float32 depthwise filters (unchanged if it has no hybrid
+    depthwise conv).
+  """
+  model = flatbuffer_utils.read_model_from_bytearray(bytearray(tflite_model))
+  codes = [flatbuffer_utils.get_builtin_code_from_operator_code(c)
+           for c in model.operatorCodes]
+  readers = {}
+  for graph in model.subgraphs:
+    for tensor in graph.tensors:
+      readers[tensor.buffer] = readers.get(tensor.buffer, 0) + 1
+  changed = False
+  for graph in model.subgraphs:
+    for op in graph.operators:
+      if codes[op.opcodeIndex] != _DEPTHWISE_CONV_2D:
+        continue
+      inputs, weights = (graph.tensors[i] for i in op.inputs[:2])
+      if inputs.type != _FLOAT32 or weights.type != _INT8:
+        continue
+      quantization = weights.quantization
+      values = np.frombuffer(bytes(model.buffers[weights.buffer].data),
+                             np.int8).reshape(weights.shape)
+      channel_shape = [1] * values.ndim
+      channel_shape[quantization.quantizedDimension] = -1
+      scale = np.asarray(quantization.scale, np.float32).reshape(channel_shape)
+      zero_point = np.asarray(quantization.zeroPoint,
+                              np.float32).reshape(channel_shape)
+      filters = ((values.astype(np.float32) - zero_point) * scale).astype(
+          np.float32)
+      data = np.frombuffer(filters.tobytes(), np.uint8)
+      if readers[weights.buffer] == 1:
+        model.buffers[weights.buffer].data = data
+      else:
+        # Another tensor reads the int8 buffer: the float32 one is new.
+        buffer = tflite_schema.BufferT()
+        buffer.data = data
+        model.buffers.append(buffer)
+        weights.buffer = len(model.buffers) - 1
+      weights.type = _FLOAT32
+      weights.quantization = None
+      changed = True
+  if not changed:
+    return tflite_model
+  return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
 
 
 def _convert_int8(saved_model_dir: str, signature_key: str,
