@@ -7,6 +7,7 @@ import tensorflow as tf
 from maskconver import keys
 from maskconver.inference import tflite_runtime
 from maskconver.serving import export_module
+from maskconver.serving import export_saved_model
 from maskconver.serving import tflite_conversion
 from maskconver.serving import tflite_rewrite
 
@@ -263,3 +264,66 @@ def test_float_top_k_keeps_the_values_and_their_slices_float():
   # An op that computes on the int8 values cannot be handed float32.
   with pytest.raises(ValueError, match="'values' are read in int8"):
     tflite_rewrite.float_top_k(_quantized_top_k_model(int8_add_reader=True))
+
+
+def _float16_rounded_filters(tflite_model):
+  """The float32 model with its fp16 filters' values, still in float32.
+
+  The filters `tflite_rewrite.float16_filters` converts, rounded to float16:
+  the fp16 model's exact counterpart.
+  """
+  # pylint: disable=g-import-not-at-top
+  from ai_edge_litert import schema_py_generated as schema
+  from ai_edge_litert.tools import flatbuffer_utils
+  ops = schema.BuiltinOperator
+  filter_ops = (ops.CONV_2D, ops.DEPTHWISE_CONV_2D, ops.FULLY_CONNECTED,
+                ops.TRANSPOSE_CONV)
+  model = flatbuffer_utils.read_model_from_bytearray(bytearray(tflite_model))
+  codes = [flatbuffer_utils.get_builtin_code_from_operator_code(c)
+           for c in model.operatorCodes]
+  for graph in model.subgraphs:
+    for op in graph.operators:
+      if codes[op.opcodeIndex] not in filter_ops:
+        continue
+      tensor = graph.tensors[op.inputs[1]]
+      buffer = model.buffers[tensor.buffer]
+      if tensor.type == schema.TensorType.FLOAT32 and buffer.data is not None:
+        values = np.frombuffer(bytes(buffer.data), np.float32)
+        buffer.data = np.frombuffer(
+            values.astype(np.float16).astype(np.float32).tobytes(), np.uint8)
+  return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+
+
+def test_fp16_tflite_keeps_the_merge_exact_beyond_2048_cells(
+    tiny_module, test_image, serving, tmp_path):
+  # A 384 x 384 input gives 48 x 48 masks, (48 + 1)**2 = 2401 fast merge
+  # cells, all of them refined: the cell selection orders indices above
+  # 2048, which float16 does not represent exactly.
+  size = 384
+  params = serving.make_params({'task': {'model': {'postprocessor': {
+      'merge_method': 'fast', 'fast_refine_share': 1.0}}}})
+  module = export_module.MaskConverModule(
+      params, batch_size=1, input_image_size=[size, size])
+  module.model.set_weights(tiny_module.model.get_weights())
+  saved_model = export_saved_model.save_module(
+      module, {'tflite': 'tflite'}, str(tmp_path / 'saved_model'))
+  float32 = tflite_conversion.convert(saved_model, None,
+                                      signature_key='tflite')
+  fp16 = tflite_conversion.convert(saved_model, 'fp16',
+                                   signature_key='tflite')
+  assert tflite_rewrite.non_builtin_ops(fp16) == []
+  interpreter = tflite_runtime.interpreter_class()(model_content=fp16)
+  assert 'float16' in {np.dtype(t['dtype']).name
+                       for t in interpreter.get_tensor_details()}
+  normalized, _ = module.preprocess(tf.constant(test_image))
+  image = normalized[tf.newaxis].numpy()
+  expected = _run(_float16_rounded_filters(float32), image, 'auto')
+  assert serving.num_segments(expected) >= 1
+  outputs = _run(fp16, image, 'auto')
+  assert sorted(outputs) == sorted(expected)
+  for key, value in expected.items():
+    np.testing.assert_array_equal(outputs[key], value, err_msg=key)
+  # And the float32 model itself, up to the filters' rounding.
+  reference = _run(float32, image, 'auto')
+  assert _agreement(outputs[keys.PANOPTIC_SEGMENT_MAP],
+                    reference[keys.PANOPTIC_SEGMENT_MAP]) >= 0.99

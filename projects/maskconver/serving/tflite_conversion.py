@@ -12,7 +12,7 @@ The quantization types (`QUANT_TYPES`) are Model Garden's:
 | quant_type          | weights | network activations | input |
 | ------------------- | ------- | ------------------- | ----- |
 | none (default)      | float32 | float32             | float32 |
-| fp16                | float16 | float32             | float32 |
+| fp16                | float16 (filters) | float32   | float32 |
 | default             | int8 (depthwise: float32) | float32 (dynamic range) | float32 |
 | int8_fallback       | int8    | int8, float where no int8 kernel | float32 |
 | int8_full_fp32_io   | int8    | int8 (TFLITE_BUILTINS_INT8)      | float32 |
@@ -36,6 +36,14 @@ float32 than in int8 with either kernel set. In 8 bits the merge would count
 mask areas with a step of dozens of pixels, and the int8 DIV kernel aborts
 on an empty mask. Its outputs keep their types (int32 maps and classes, bool
 flags, float32 scores and image_info) in every variant.
+
+In `fp16` only the filters of the convolutions and fully connected layers
+are float16 (`tflite_rewrite.float16_filters`, on the float32 model): the
+converter's float16 type would store every float constant in float16, and
+the fast merge's cell indices (up to (h + 1) * (w + 1) - 1, 25920 at
+640 x 640) and the selector's fill and score threshold are float constants
+that float16 does not hold exactly (integers only up to 2048). The merge,
+the selection and their outputs are those of the float32 model.
 
 In `default` the depthwise convolutions keep float32 filters
 (`float_depthwise_filters`): XNNPACK runs a convolution with int8 weights
@@ -315,13 +323,11 @@ def convert(saved_model_dir: str,
   converter = _converter(saved_model_dir, signature_key)
   if quant_type is None:
     tflite_model = converter.convert()
-  elif quant_type in ('fp16', 'default'):
+  elif quant_type == 'fp16':
+    tflite_model = tflite_rewrite.float16_filters(converter.convert())
+  elif quant_type == 'default':
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    if quant_type == 'fp16':
-      converter.target_spec.supported_types = [tf.float16]
-    tflite_model = converter.convert()
-    if quant_type == 'default':
-      tflite_model = float_depthwise_filters(tflite_model)
+    tflite_model = float_depthwise_filters(converter.convert())
   else:
     tflite_model = _convert_int8(saved_model_dir, signature_key, converter,
                                  quant_type, representative_dataset)

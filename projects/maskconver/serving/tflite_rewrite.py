@@ -2,6 +2,8 @@
 
 * `float_top_k`: the int8 types' TOPK_V2 back in float32 (the quantizer
   quantizes its input although its producers are denylisted);
+* `float16_filters`: the filters of the convolutions and fully connected
+  layers of a float32 model stored in float16 (the `fp16` type);
 * `rename_signature`: the one signature of a model renamed;
 * `op_names` / `non_builtin_ops`: the operators a model needs.
 
@@ -14,6 +16,7 @@ from typing import Any, List, Sequence
 
 from ai_edge_litert import schema_py_generated as schema
 from ai_edge_litert.tools import flatbuffer_utils
+import numpy as np
 
 from maskconver.inference import tflite_runtime
 
@@ -24,6 +27,9 @@ _FLOAT32 = schema.TensorType.FLOAT32
 _MOVING_OPS = (_OPS.STRIDED_SLICE, _OPS.SLICE, _OPS.RESHAPE, _OPS.SQUEEZE,
                _OPS.EXPAND_DIMS)
 _QUANTIZATION_OPS = (_OPS.DEQUANTIZE, _OPS.QUANTIZE)
+# Ops whose input 1 is a filter (float16_filters).
+_FILTER_OPS = (_OPS.CONV_2D, _OPS.DEPTHWISE_CONV_2D, _OPS.FULLY_CONNECTED,
+               _OPS.TRANSPOSE_CONV)
 
 
 def _read(tflite_model: bytes) -> Any:
@@ -205,6 +211,93 @@ def _remove_unread_ops(graph: Any, codes: Sequence[int],
     if not unread:
       return
     graph.operators = [op for op in graph.operators if op not in unread]
+
+
+def _operator_code(model: Any, builtin: int, version: int) -> int:
+  """The index of the operator code of a builtin op, added if absent."""
+  for index, code in enumerate(model.operatorCodes):
+    if flatbuffer_utils.get_builtin_code_from_operator_code(code) == builtin:
+      code.version = max(code.version, version)
+      return index
+  code = schema.OperatorCodeT()
+  code.builtinCode = builtin
+  code.deprecatedBuiltinCode = min(
+      builtin, _OPS.PLACEHOLDER_FOR_GREATER_OP_CODES)
+  code.version = version
+  model.operatorCodes.append(code)
+  return len(model.operatorCodes) - 1
+
+
+def float16_filters(tflite_model: bytes) -> bytes:
+  """Stores the constant float32 filters of a model in float16.
+
+  Each constant float32 filter (input 1) of a CONV_2D, DEPTHWISE_CONV_2D,
+  FULLY_CONNECTED or TRANSPOSE_CONV becomes a float16 constant read through
+  a DEQUANTIZE to float32, the form of the converter's float16 weights
+  (XNNPACK folds it into the op's float32 weights at delegation). Every
+  other constant keeps float32, so integer-valued float constants (the
+  panoptic merge's cell indices, up to (h + 1) * (w + 1) - 1; the
+  selector's fill and threshold) stay exact: float16 represents integers
+  exactly only up to 2048. A filter with values beyond float16's range
+  keeps float32.
+
+  Args:
+    tflite_model: a float32 TFLite model.
+
+  Returns:
+    The model with float16 filters (unchanged if it has none to convert).
+  """
+  model = _read(tflite_model)
+  codes = [flatbuffer_utils.get_builtin_code_from_operator_code(c)
+           for c in model.operatorCodes]
+  dequantize = None
+  if model.buffers[0].data is not None and len(model.buffers[0].data):
+    raise ValueError('float16_filters: buffer 0 holds data; TFLite keeps it '
+                     'empty for tensors without constant values')
+  for graph in model.subgraphs:
+    readers = {}
+    for tensor in graph.tensors:
+      readers[tensor.buffer] = readers.get(tensor.buffer, 0) + 1
+    filters = sorted({op.inputs[1] for op in graph.operators
+                      if codes[op.opcodeIndex] in _FILTER_OPS and
+                      len(op.inputs) > 1 and op.inputs[1] >= 0})
+    dequantize_ops = []
+    for index in filters:
+      tensor = graph.tensors[index]
+      buffer = model.buffers[tensor.buffer]
+      if tensor.type != _FLOAT32 or buffer.data is None or not len(
+          buffer.data):
+        continue
+      values = np.frombuffer(bytes(buffer.data), np.float32)
+      if not np.all(np.abs(values) <= np.finfo(np.float16).max):
+        continue
+      half = schema.BufferT()
+      half.data = np.frombuffer(values.astype(np.float16).tobytes(), np.uint8)
+      model.buffers.append(half)
+      constant = schema.TensorT()
+      constant.shape = tensor.shape
+      constant.shapeSignature = tensor.shapeSignature
+      constant.type = schema.TensorType.FLOAT16
+      constant.buffer = len(model.buffers) - 1
+      constant.name = (tensor.name or b'') + b'/float16'
+      graph.tensors.append(constant)
+      readers[tensor.buffer] -= 1
+      if not readers[tensor.buffer]:
+        buffer.data = None
+      # The filter becomes the DEQUANTIZE's output (buffer 0: no data).
+      tensor.buffer = 0
+      if dequantize is None:
+        # Version 3: DEQUANTIZE of float16.
+        dequantize = _operator_code(model, _OPS.DEQUANTIZE, 3)
+      op = schema.OperatorT()
+      op.opcodeIndex = dequantize
+      op.inputs = [len(graph.tensors) - 1]
+      op.outputs = [index]
+      dequantize_ops.append(op)
+    graph.operators = dequantize_ops + list(graph.operators)
+  if dequantize is None:
+    return tflite_model
+  return _write(model)
 
 
 def rename_signature(tflite_model: bytes, signature_key: str) -> bytes:
