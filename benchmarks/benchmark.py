@@ -377,19 +377,6 @@ def format_table(result: Mapping[str, Any]) -> str:
   return '\n'.join(lines)
 
 
-def parse_threads(values: Sequence[str]) -> List[int]:
-  """Checks the --num_threads list; errors name the flag."""
-  try:
-    threads = [int(v) for v in values]
-  except ValueError as e:
-    raise app.UsageError(f'--num_threads must be positive integers, got '
-                         f'{list(values)}') from e
-  if not threads or min(threads) <= 0:
-    raise app.UsageError(f'--num_threads must be positive integers, got '
-                         f'{list(values)}')
-  return threads
-
-
 def parse_kernels(values: Sequence[str]) -> List[str]:
   """Checks the --tflite_kernels list; errors name the flag."""
   unknown = [v for v in values if v not in TFLITE_KERNELS]
@@ -414,7 +401,7 @@ def main(argv: Sequence[str]) -> Optional[int]:
   formats = parse_formats(FLAGS.formats)
   if FLAGS.num_runs <= 0 or FLAGS.warmup < 0:
     raise app.UsageError('--num_runs must be positive and --warmup >= 0')
-  num_threads = parse_threads(FLAGS.num_threads)
+  num_threads = timing.parse_threads(FLAGS.num_threads)
   tflite_kernels = parse_kernels(FLAGS.tflite_kernels)
   tf.config.threading.set_intra_op_parallelism_threads(num_threads[0])
   tf.config.threading.set_inter_op_parallelism_threads(num_threads[0])

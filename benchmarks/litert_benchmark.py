@@ -35,6 +35,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 from absl import app
 from absl import flags
 
+from benchmarks import timing
 from maskconver.common import flags as command_flags
 
 FLAGS = flags.FLAGS
@@ -73,19 +74,6 @@ def parse_models(values: Sequence[str]) -> List[Tuple[str, str]]:
   if not models:
     raise app.UsageError('--tflite is required: NAME=PATH of each model')
   return models
-
-
-def parse_threads(values: Sequence[str]) -> List[int]:
-  """The --num_threads list as positive ints; errors name the flag."""
-  try:
-    threads = [int(v) for v in values]
-  except ValueError as e:
-    raise app.UsageError(f'--num_threads must be positive integers, got '
-                         f'{list(values)}') from e
-  if not threads or min(threads) <= 0:
-    raise app.UsageError(f'--num_threads must be positive integers, got '
-                         f'{list(values)}')
-  return threads
 
 
 def find_executable(explicit: Optional[str] = None) -> str:
@@ -217,7 +205,7 @@ def format_table(summary: Mapping[str, Mapping[int, Mapping[str, Any]]],
 def main(argv: Sequence[str]) -> Optional[int]:
   del argv
   models = parse_models(FLAGS.tflite)
-  threads = parse_threads(FLAGS.num_threads)
+  threads = timing.parse_threads(FLAGS.num_threads)
   if min(FLAGS.num_runs, FLAGS.rounds) <= 0 or FLAGS.warmup_runs < 0:
     raise app.UsageError('--num_runs and --rounds must be positive, '
                          '--warmup_runs >= 0')

@@ -2,15 +2,31 @@
 
 Shared by `benchmark`, the TFLite profilers and `mask_einsum`, so that they
 time alike: milliseconds per call from `time.perf_counter`, medians with the
-minimum and maximum.
+minimum and maximum; and the check of their --num_threads lists.
 """
 
 import statistics
 import time
-from typing import Any, Callable, Dict, Mapping, Sequence
+from typing import Any, Callable, Dict, List, Mapping, Sequence
+
+from absl import app
+
 
 # Rounds of the interleaved timing (time_interleaved).
 ROUNDS = 5
+
+
+def parse_threads(values: Sequence[str]) -> List[int]:
+  """Checks the --num_threads list; errors name the flag."""
+  try:
+    threads = [int(v) for v in values]
+  except ValueError as e:
+    raise app.UsageError(f'--num_threads must be positive integers, got '
+                         f'{list(values)}') from e
+  if not threads or min(threads) <= 0:
+    raise app.UsageError(f'--num_threads must be positive integers, got '
+                         f'{list(values)}')
+  return threads
 
 
 def time_runs(function: Callable[[], Any], num_runs: int,

@@ -6,6 +6,7 @@ from absl import app
 import pytest
 
 from benchmarks import benchmark
+from benchmarks import timing
 
 
 def _latency(median):
@@ -67,9 +68,9 @@ def test_ratios_and_rows_of_several_kernels_and_threads():
       'tflite_int8:builtin:2t')
   assert benchmark.row_name('tflite_int8', 'builtin', 2, True) == (
       'tflite_int8')
-  assert benchmark.parse_threads(['1', '2']) == [1, 2]
+  assert timing.parse_threads(['1', '2']) == [1, 2]
   with pytest.raises(app.UsageError, match='--num_threads'):
-    benchmark.parse_threads(['0'])
+    timing.parse_threads(['0'])
   assert benchmark.parse_kernels(['xnnpack', 'builtin']) == ['xnnpack',
                                                              'builtin']
   with pytest.raises(app.UsageError, match=r"--tflite_kernels: .*\['gpu'\]"):

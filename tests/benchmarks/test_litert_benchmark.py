@@ -9,6 +9,7 @@ from absl import app
 import pytest
 
 from benchmarks import litert_benchmark
+from benchmarks import timing
 
 # Stands in for litert-benchmark: writes --result_json with a median that
 # the model file holds (its text) times 10 / --num_threads; a model file
@@ -34,10 +35,10 @@ def test_parse_models_keeps_order_and_names_the_flag():
 
 
 def test_parse_threads_names_the_flag():
-  assert litert_benchmark.parse_threads(['1', '2']) == [1, 2]
+  assert timing.parse_threads(['1', '2']) == [1, 2]
   for bad in (['0'], ['two'], []):
     with pytest.raises(app.UsageError, match='--num_threads'):
-      litert_benchmark.parse_threads(bad)
+      timing.parse_threads(bad)
 
 
 def test_read_median_of_a_result_json():
