@@ -204,34 +204,6 @@ def test_constructor_rejects_bad_arguments():
     make_parser(aug_scale_min=2.0, aug_scale_max=1.0)
 
 
-def test_transform_segment_map_equals_resize_then_crop():
-  # By hand: 4 -> 8 rows doubles each row (source row floor((r + 0.5) / 2));
-  # crop offset 2 starts at source row 1; rows past the scaled size are
-  # padding.
-  seg = np.arange(1, 17, dtype=np.int32).reshape(4, 4)
-  info = tf.constant([[4, 4], [6, 6], [2, 0.5], [2, 0]], tf.float32)
-  out = parser_lib.transform_segment_map(tf.constant(seg), info, [8, 3])
-  expected = np.full((8, 3), keys.PADDING_SEGMENT_ID, np.int32)
-  expected[:6, :2] = seg[[1, 1, 2, 2, 3, 3]][:, [1, 3]]
-  np.testing.assert_array_equal(out.numpy(), expected)
-  # Against TF's own nearest resize + crop + pad on odd sizes.
-  rng = np.random.default_rng(0)
-  for _ in range(20):
-    h, w, sh, sw, oh, ow = (int(v) for v in rng.integers(3, 60, 6))
-    off = [int(rng.integers(0, max(sh - oh, 0) + 1)),
-           int(rng.integers(0, max(sw - ow, 0) + 1))]
-    seg = tf.constant(rng.integers(1, 99, (h, w)), tf.int32)
-    info = tf.constant([[h, w], [oh, ow], [sh / h, sw / w], off], tf.float32)
-    reference = tf.image.resize(seg[..., None], [sh, sw], method='nearest')
-    reference = tf.image.pad_to_bounding_box(
-        reference[off[0]:off[0] + oh, off[1]:off[1] + ow], 0, 0, oh, ow)
-    reference = reference.numpy()[..., 0]
-    reference[reference == 0] = keys.PADDING_SEGMENT_ID
-    np.testing.assert_array_equal(
-        parser_lib.transform_segment_map(seg, info, [oh, ow]).numpy(),
-        reference)
-
-
 def test_class_ids_beyond_the_model_name_the_image(make_decoded):
   seg, image = colored_scene()
   decoded = make_decoded(seg, [11, 22, 33], [0, 1, 5], [False] * 3, image,

@@ -10,7 +10,6 @@ import tensorflow as tf
 from official.vision.ops import preprocess_ops
 
 from maskconver import keys
-from maskconver.dataloaders import parser as parser_lib
 from maskconver.dataloaders import resampling
 from maskconver.dataloaders import targets
 from maskconver.ops import image_ops
@@ -68,6 +67,41 @@ def test_nearest_window_by_hand():
                                 [True, True, False, False, False])
 
 
+def _resampled(segment_map, info, output_size):
+  """The segment map after the scale jitter's resize, crop and pad."""
+  return resampling.resample(segment_map,
+                             resampling.nearest_window(info, output_size),
+                             keys.PADDING_SEGMENT_ID)
+
+
+def test_resampled_map_equals_resize_then_crop():
+  # By hand: 4 -> 8 rows doubles each row (source row floor((r + 0.5) / 2));
+  # crop offset 2 starts at source row 1; rows past the scaled size are
+  # padding.
+  seg = np.arange(1, 17, dtype=np.int32).reshape(4, 4)
+  info = tf.constant([[4, 4], [6, 6], [2, 0.5], [2, 0]], tf.float32)
+  out = _resampled(tf.constant(seg), info, [8, 3])
+  expected = np.full((8, 3), keys.PADDING_SEGMENT_ID, np.int32)
+  expected[:6, :2] = seg[[1, 1, 2, 2, 3, 3]][:, [1, 3]]
+  np.testing.assert_array_equal(out.numpy(), expected)
+  # Against TF's own nearest resize + crop + pad on odd sizes.
+  rng = np.random.default_rng(0)
+  for _ in range(20):
+    h, w, sh, sw, oh, ow = (int(v) for v in rng.integers(3, 60, 6))
+    off = [int(rng.integers(0, max(sh - oh, 0) + 1)),
+           int(rng.integers(0, max(sw - ow, 0) + 1))]
+    seg = tf.constant(rng.integers(1, 99, (h, w)), tf.int32)
+    info = tf.constant([[h, w], [oh, ow], [sh / h, sw / w], off], tf.float32)
+    reference = tf.image.resize(seg[..., None], [sh, sw], method='nearest')
+    reference = tf.image.pad_to_bounding_box(
+        reference[off[0]:off[0] + oh, off[1]:off[1] + ow], 0, 0, oh, ow)
+    reference = reference.numpy()[..., 0]
+    reference[reference == 0] = keys.PADDING_SEGMENT_ID
+    np.testing.assert_array_equal(
+        _resampled(seg, info, [oh, ow]).numpy(),
+        reference)
+
+
 def _scene(height, width, seed):
   """A random segment map: 6 segments (things, stuff, a crowd), void."""
   rng = np.random.default_rng(seed)
@@ -88,8 +122,7 @@ def test_windowed_targets_equal_the_targets_of_the_resampled_map(case):
                  min_level=3, max_level=4, mask_stride=4,
                  level_size_boundaries=[12.0])
   window = resampling.nearest_window(info, [out_h, out_w])
-  resampled = parser_lib.transform_segment_map(segment_map, info,
-                                               [out_h, out_w])
+  resampled = _resampled(tf.constant(segment_map), info, [out_h, out_w])
   expected = targets.describe_targets(resampled, ids, classes, crowd,
                                       **options)
   actual = targets.describe_targets(tf.constant(segment_map), ids, classes,

@@ -45,29 +45,6 @@ from maskconver.dataloaders import targets
 from maskconver.ops import image_ops
 
 
-def transform_segment_map(segment_map: tf.Tensor, image_info: tf.Tensor,
-                          output_size: Sequence[int]) -> tf.Tensor:
-  """Applies `resize_and_crop_image`'s resize, crop and pad to a segment map.
-
-  Same result as `tf.image.resize(..., NEAREST_NEIGHBOR)` to the scaled size
-  followed by the crop and pad, computing only the output window
-  (`resampling.nearest_window`).
-
-  Args:
-    segment_map: int32 [height, width], COCO segment ids.
-    image_info: float32 [4, 2], as returned by `resize_and_crop_image`.
-    output_size: [height, width] of the output.
-
-  Returns:
-    int32 [output_height, output_width]; padding is
-    `keys.PADDING_SEGMENT_ID`.
-  """
-  window = resampling.nearest_window(image_info, output_size)
-  output = resampling.resample(tf.cast(segment_map, tf.int32), window,
-                               keys.PADDING_SEGMENT_ID)
-  return tf.ensure_shape(output, list(output_size))
-
-
 def source_id_bytes(source_id: tf.Tensor) -> tf.Tensor:
   """A source id string as uint8 [keys.SOURCE_ID_LENGTH], zero-padded.
 
