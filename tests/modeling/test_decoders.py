@@ -306,6 +306,31 @@ def test_bifpn_node_fuses_with_normalized_weights():
                                 decoder(features, training=False)['3'].numpy())
 
 
+@pytest.mark.parametrize('separable', [True, False])
+def test_bifpn_node_convs_start_variance_preserving(separable):
+  # Each node's conv reads its fused, activated inputs; its output feeds a
+  # batch norm (epsilon 1e-3, moving variance starting at 1). Started at
+  # about its input's second moment, that output keeps the statistics of
+  # every norm far above the epsilon. A 0.02-std separable conv at 64
+  # filters starts at 576 * 0.02**4 ~ 1e-4 of it.
+  tf_keras.utils.set_random_seed(0)
+  decoder = bifpn.BiFPN(input_specs=_specs(), num_filters=64, num_repeats=2,
+                        max_level=5, use_separable_conv=separable)
+  names = [l.name[:-len('_conv')] for l in decoder.layers
+           if l.name.endswith('_conv')]
+  assert len(names) == 2 * 4  # 2 repeats x (2 top-down + 2 bottom-up)
+  probe = tf_keras.Model(decoder.inputs, {
+      n: (decoder.get_layer(f'{n}_act').output,
+          decoder.get_layer(f'{n}_conv').output) for n in names})
+  features = _features(64, 64, batch=4)
+  values = probe({f'l{k}': v for k, v in features.items()}, training=True)
+  for name, (inputs, outputs) in values.items():
+    ratio = float(tf.reduce_mean(outputs ** 2) / tf.reduce_mean(inputs ** 2))
+    assert 0.3 < ratio < 3.0, (name, ratio)
+    assert float(tf.reduce_mean(tf.math.reduce_variance(
+        outputs, axis=[0, 1, 2]))) > 0.01, name
+
+
 def test_bifpn_rejects_bad_arguments():
   with pytest.raises(ValueError, match='min_level'):
     _bifpn(min_level=5, max_level=5)

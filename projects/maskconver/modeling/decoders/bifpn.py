@@ -8,7 +8,22 @@ import tf_keras
 from official.modeling import tf_utils
 
 from maskconver.modeling.decoders import convnext_unet
-from maskconver.modeling.layers import initializers
+
+
+def _fan_in_scaling() -> tf_keras.initializers.Initializer:
+  """Unit-gain fan-in scaling (EfficientDet's and Model Garden's FPN's)."""
+  return tf_keras.initializers.VarianceScaling(
+      scale=1.0, mode='fan_in', distribution='truncated_normal')
+
+
+def _per_channel_fan() -> tf_keras.initializers.Initializer:
+  """Fan-in scaling of a depthwise kernel [k, k, channels, 1].
+
+  Keras counts a 4-D kernel's fan-in as k*k*channels, but each output of a
+  depthwise conv reads k*k inputs; its fan-out (k*k*1) is that count.
+  """
+  return tf_keras.initializers.VarianceScaling(
+      scale=1.0, mode='fan_out', distribution='truncated_normal')
 
 
 @tf_keras.utils.register_keras_serializable(package='maskconver')
@@ -68,6 +83,15 @@ class BiFPN(tf_keras.Model):
   max-pooled P_{l-1}^out; P_l^td is skipped at the two ends). Every node
   fuses its inputs with fast normalized fusion, then activation, a 3x3
   depthwise-separable conv (or a regular one) and batch norm.
+
+  The convs start variance-preserving (fan-in scaling, a depthwise kernel's
+  fan-in counted per channel), so every batch norm starts on activations of
+  about the variance of its inputs: far above its epsilon, and close to
+  its moving variance's initial 1. With the small (0.02) initialization of
+  the heads a node's separable conv would start at ~1e-4 of its input's
+  variance, under the epsilon, and the moving variances would still hold
+  their initial value after a few hundred steps, so that inference-mode
+  outputs fall far from training-mode ones.
   """
 
   def __init__(self,
@@ -145,7 +169,7 @@ class BiFPN(tf_keras.Model):
     def project(x, name):
       x = tf_keras.layers.Conv2D(
           num_filters, 1, use_bias=False,
-          kernel_initializer=initializers.truncated_normal(),
+          kernel_initializer=_fan_in_scaling(),
           kernel_regularizer=kernel_regularizer, name=name)(x)
       return batch_norm(f'{name}_norm')(x)
 
@@ -158,14 +182,14 @@ class BiFPN(tf_keras.Model):
       if use_separable_conv:
         x = tf_keras.layers.SeparableConv2D(
             num_filters, 3, padding='same', use_bias=False,
-            depthwise_initializer=initializers.truncated_normal(),
-            pointwise_initializer=initializers.truncated_normal(),
+            depthwise_initializer=_per_channel_fan(),
+            pointwise_initializer=_fan_in_scaling(),
             depthwise_regularizer=kernel_regularizer,
             pointwise_regularizer=kernel_regularizer, name=f'{name}_conv')(x)
       else:
         x = tf_keras.layers.Conv2D(
             num_filters, 3, padding='same', use_bias=False,
-            kernel_initializer=initializers.truncated_normal(),
+            kernel_initializer=_fan_in_scaling(),
             kernel_regularizer=kernel_regularizer, name=f'{name}_conv')(x)
       return batch_norm(f'{name}_norm')(x)
 
